@@ -1,0 +1,2 @@
+/* placeholder until the model stage lands */
+typedef int dm_model_placeholder;

@@ -1,0 +1,2 @@
+/* placeholder until the sample stage lands */
+typedef int dm_sample_placeholder;
