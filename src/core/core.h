@@ -68,6 +68,8 @@ bool dm_is_dir(const char *path);
 char *dm_path_join(const char *a, const char *b);
 /* Copies a file byte for byte (through a temp name, then rename). */
 int dm_copy_file(const char *src, const char *dst, dm_err *err);
+/* mkdir -p. Returns 0 if the directory exists afterwards. */
+int dm_make_dirs(const char *path);
 /* rm -rf, for our own temporary directories only. */
 int dm_remove_tree(const char *path);
 

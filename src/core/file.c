@@ -188,6 +188,21 @@ int dm_copy_file(const char *src, const char *dst, dm_err *err)
     return rc;
 }
 
+int dm_make_dirs(const char *path)
+{
+    char *p = dm_strdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = 0;
+        mkdir(p, 0755);
+        *s = '/';
+    }
+    mkdir(p, 0755);
+    free(p);
+    return dm_is_dir(path) ? 0 : -1;
+}
+
 int dm_remove_tree(const char *path)
 {
     struct stat st;

@@ -163,6 +163,19 @@ float dm_e5m2_to_f32(uint8_t b)
     return sign ? -v : v;
 }
 
+uint8_t dm_f32_to_e5m2(float f)
+{
+    if (isnan(f))
+        return 0x7e;
+    uint8_t sign = signbit(f) ? 0x80 : 0;
+    float a = fabsf(f);
+    /* halfway between the largest finite (57344, odd code 0x7b) and 2^16 ties
+     * up to the even code, which is inf: IEEE overflow */
+    if (a >= 61440.0f)
+        return sign | 0x7c;
+    return sign | nearest_code(a, dm_e5m2_to_f32, 0x7b);
+}
+
 float dm_e8m0_to_f32(uint8_t b)
 {
     if (b == 0xff)
@@ -174,6 +187,8 @@ uint8_t dm_f32_to_e8m0_floor(float f)
 {
     if (!(f > 0))
         return 0;
+    if (isinf(f))
+        return 254;
     int e;
     frexpf(f, &e);                                 /* f = m * 2^e, m in [0.5, 1) */
     int b = e - 1 + 127;

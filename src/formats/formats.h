@@ -52,8 +52,10 @@ uint16_t dm_f32_to_f16(float f);
 float dm_e4m3_to_f32(uint8_t b);        /* FP8 E4M3FN: bias 7, no inf, 0x7f/0xff NaN */
 uint8_t dm_f32_to_e4m3(float f);
 float dm_e5m2_to_f32(uint8_t b);
+uint8_t dm_f32_to_e5m2(float f);        /* E5M2 has inf: overflow goes to ±inf (IEEE), NaN -> 0x7e */
 float dm_e8m0_to_f32(uint8_t b);        /* 2^(b-127); 0xff is NaN */
-uint8_t dm_f32_to_e8m0_floor(float f);  /* largest power of two <= f (f > 0) */
+uint8_t dm_f32_to_e8m0_floor(float f);  /* largest power of two <= f, clamped to [2^-127, 2^127];
+                                           0 (2^-127) for f <= 0 or NaN */
 extern const float dm_e2m1_values[16];  /* FP4 E2M1 code -> value */
 uint8_t dm_f32_to_e2m1(float f);        /* nearest code, ties to even code */
 
@@ -151,16 +153,24 @@ typedef struct dm_safetensors {
 } dm_safetensors;
 
 /* Opens a checkpoint: `path` may be a .safetensors file, a
- * model.safetensors.index.json, or a model directory holding either
- * model.safetensors or model.safetensors.index.json. Every header is
- * validated (header length within the file, JSON well formed, dtype known,
- * shape x dtype size = byte length, offsets inside the file, no two tensors
- * overlapping, no tensor named twice, every index entry present in its shard);
- * an error names the file and the tensor. Files are mapped, not read. */
+ * model.safetensors.index.json (any path ending in .json), or a model
+ * directory holding model.safetensors (preferred) or
+ * model.safetensors.index.json. Every header is validated (header length
+ * within the file and at most 100 MB, JSON well formed, dtype known, shape
+ * and offsets non-negative integers below 2^53, shape x dtype size = byte
+ * length, offsets inside the data section, no two tensors sharing a byte, no
+ * tensor named twice in a file or across shards, metadata values strings,
+ * every index entry present in its shard, shard names relative without "..");
+ * a one-line error names the file and the tensor. Accepted as the format
+ * allows: holes and trailing bytes in the data section, empty tensors at any
+ * offset, tensors a shard holds that the index does not list (kept). Files are
+ * mapped, not read. On failure st is left empty (dm_st_close is harmless). */
 int dm_st_open(dm_safetensors *st, const char *path, dm_err *err);
 void dm_st_close(dm_safetensors *st);
+/* Binary search by exact name: O(log n). NULL if absent. */
 const dm_st_tensor *dm_st_find(const dm_safetensors *st, const char *name);
-/* Metadata value from the first shard's __metadata__, or NULL. */
+/* Metadata value from the first shard's __metadata__ (shards sorted by
+ * file name), or NULL. */
 const char *dm_st_metadata(const dm_safetensors *st, const char *key);
 const char *dm_st_file_of(const dm_safetensors *st, const dm_st_tensor *t);
 
@@ -176,17 +186,28 @@ const char *dm_st_file_of(const dm_safetensors *st, const dm_st_tensor *t);
 
 typedef struct dm_st_writer dm_st_writer;
 
-/* dir: output directory (must exist). max_shard_bytes 0 = one file
- * "model.safetensors"; otherwise "model-0000i-of-0000n.safetensors". */
+/* dir: output directory (must exist by begin). max_shard_bytes 0 = one file
+ * "model.safetensors"; otherwise "model-%05d-of-%05d.safetensors" (tensor
+ * bytes per shard, headers not counted), or "model.safetensors" when
+ * everything fits in one. Never fails. */
 dm_st_writer *dm_st_writer_new(const char *dir, size_t max_shard_bytes);
+/* Adds (or replaces) a __metadata__ entry, written into every shard. Before
+ * begin only; keys and values must be UTF-8 (checked by begin). */
 void dm_st_writer_set_metadata(dm_st_writer *w, const char *key, const char *value);
+/* Declares a tensor (before begin). Fails on a duplicate, empty, reserved
+ * ("__metadata__") or non-UTF-8 name, a bad dtype, ndim outside [0, 8], a
+ * negative dimension or a byte size above 2^53. */
 int dm_st_writer_declare(dm_st_writer *w, const char *name, dm_dtype dtype, int ndim,
                          const int64_t *shape, dm_err *err);
 int dm_st_writer_begin(dm_st_writer *w, dm_err *err);
+/* Writes a whole tensor (nbytes must be its size). */
 int dm_st_writer_write(dm_st_writer *w, const char *name, const void *data, size_t nbytes, dm_err *err);
-/* Writes bytes [offset, offset+nbytes) of a tensor. */
+/* Writes bytes [offset, offset+nbytes) of a tensor. Pieces may come in any
+ * order and overlap (rewritten bytes simply take the last value). */
 int dm_st_writer_write_part(dm_st_writer *w, const char *name, size_t offset, const void *data,
                             size_t nbytes, dm_err *err);
+/* Fails, naming the tensor, if any byte of any tensor was never written (the
+ * writer stays usable: write the rest and finish again). */
 int dm_st_writer_finish(dm_st_writer *w, dm_err *err);
 /* Frees the writer; if finish did not succeed, removes its temporary files. */
 void dm_st_writer_free(dm_st_writer *w);

@@ -70,6 +70,10 @@ void dm_rope_inv_freq(const dm_rope *r, double *inv_freq);
 double dm_rope_cos_sin_scale(const dm_rope *r);
 /* YaRN softmax-scale multiplier get_mscale(factor, mscale_all_dim)²; 1 if no YaRN. */
 double dm_rope_softmax_mscale(const dm_rope *r);
+/* YaRN's ramp bounds (low, high) over pair index i, as HF computes them
+ * (floor/ceil, clamped to [0, dim-1], high += 0.001 if equal). Only
+ * meaningful when YaRN is on. (Addition by the ops stage.) */
+void dm_rope_yarn_range(const dm_rope *r, double *low, double *high);
 /* Rotates x[dim] in place for position pos. */
 void dm_rope_apply(float *x, const dm_rope *r, const double *inv_freq, int64_t pos);
 

@@ -53,21 +53,55 @@ typedef struct dm_sampler_params {
     uint64_t seed;
 } dm_sampler_params;
 
-/* The defaults: temperature 1, everything else off, seed 0. */
+/* The defaults: temperature 1, everything else off, seed 0
+ * (repeat_last_n 64, used only with DM_REP_SCOPE_WINDOW). */
 dm_sampler_params dm_sampler_defaults(void);
+
+/* Details fixed by the implementation (src/sample/sampler.c):
+ *  - Each distinct token in scope is penalised once; a logit of exactly 0
+ *    stays 0. DM_REP_SCOPE_WINDOW with repeat_last_n < 0 is the whole history,
+ *    with repeat_last_n == 0 it penalises nothing (llama.cpp's -1 / 0).
+ *  - Bias entries are added in list order; a token listed twice gets both.
+ *  - Greedy and every tie are broken towards the lower token id; top-k keeps
+ *    exactly k tokens.
+ *  - min-p keeps p >= min_p * p_max, compared in the log domain in double.
+ *  - top-p keeps the shortest prefix of the sorted distribution whose mass is
+ *    >= top_p - 1e-6 (the slack makes exact mass ties, which float logits
+ *    can only approximate, resolve as ties); top_p >= 1 is off, and the top
+ *    token is always kept.
+ *  - Logits must be finite or -inf (NaN is never picked). A token whose
+ *    logit is -inf after bias has probability 0.
+ *  - Greedy draws no random number; any temperature > 0 draws exactly one
+ *    per dm_sampler_sample, so a run replays from seed + parameters +
+ *    the accepted tokens. */
+
+/* Checks parameters against a vocabulary size: temperature >= 0, top_k >= 0,
+ * 0 <= top_p <= 1, 0 <= min_p <= 1, repeat_penalty > 0, finite penalties, a
+ * known scope, repeat_last_n <= 2^24 for a window, bias tokens in
+ * [0, n_vocab) with biases not NaN or +inf. Returns 0, or -1 with a message
+ * in err. (Added to the fixed API.) */
+int dm_sampler_params_check(const dm_sampler_params *p, int n_vocab, dm_err *err);
 
 typedef struct dm_sampler dm_sampler;
 
+/* One sampler per sequence, used by one thread at a time. All memory is
+ * allocated here (O(n_vocab) plus the window); sampling and accepting
+ * never allocate. Returns NULL when dm_sampler_params_check fails
+ * (call it first to get the message). */
 dm_sampler *dm_sampler_new(const dm_sampler_params *p, int n_vocab);
 void dm_sampler_free(dm_sampler *s);
 /* Forgets the history and reseeds. */
 void dm_sampler_reset(dm_sampler *s);
-/* Records a token of the sequence (is_prompt: part of the prompt). */
+/* Records a token of the sequence (is_prompt: part of the prompt). The
+ * sampler never records on its own: the caller accepts every prompt token
+ * and then every token it keeps from dm_sampler_sample. */
 void dm_sampler_accept(dm_sampler *s, int32_t token, bool is_prompt);
-/* Picks the next token. logits[n_vocab] is used as scratch (modified). */
+/* Picks the next token. logits[n_vocab] is used as scratch (modified).
+ * Returns -1 when no token is possible (every logit -inf after bias). */
 int32_t dm_sampler_sample(dm_sampler *s, float *logits);
 /* The distribution step 7 would draw from, into probs[n_vocab] (zeros for
- * removed tokens; for greedy a one-hot). For tests and eval tools. */
+ * removed tokens; for greedy a one-hot). For tests and eval tools. Does not
+ * advance the RNG; all zeros when no token is possible. */
 void dm_sampler_probs(dm_sampler *s, const float *logits, float *probs);
 
 /* ---- stop conditions ------------------------------------------------------ */
@@ -83,7 +117,14 @@ void dm_stop_free(dm_stop *s);
  * newly releasable bytes (pointer into internal storage, valid until the next
  * call) and *emit_len their count. */
 bool dm_stop_feed(dm_stop *s, const char *bytes, size_t len, const char **emit, size_t *emit_len);
-/* Releases whatever is still held back (end of generation without a stop). */
+/* Releases whatever is still held back (end of generation without a stop);
+ * nothing after a stop. */
 void dm_stop_flush(dm_stop *s, const char **emit, size_t *emit_len);
+/* Details (src/sample/stop.c): empty stop strings are ignored; n == 0 passes
+ * everything through; the stop string that completes first wins (on a tie,
+ * the one starting earlier), so the output does not depend on how the text
+ * is cut into pieces; once a stop has appeared, every later feed emits
+ * nothing and returns true. Bytes are held back whole, so a multi-byte UTF-8 character can still
+ * be split across two emits: the caller owns UTF-8 reassembly. */
 
 #endif

@@ -25,13 +25,18 @@ int dm_tokenizer_n_vocab(const dm_tokenizer *t);
 
 /* Encodes len bytes of text. With allow_special, added tokens marked special
  * (and all added tokens) are recognized in the text; otherwise special tokens'
- * text is encoded as ordinary text. Returns a malloc'd array, count in *n. */
+ * text is encoded as ordinary text. Returns a malloc'd array, count in *n.
+ * Any bytes are accepted (invalid UTF-8 is kept byte for byte). No BOS/EOS is
+ * added (post_processor is ignored). Safe to call from several threads. */
 int32_t *dm_tokenize(const dm_tokenizer *t, const char *text, size_t len, bool allow_special, int *n);
 
-/* The raw bytes token `id` stands for (ByteLevel-decoded; a special token's
- * own text). Returns the byte count (may be a partial UTF-8 sequence), or -1
- * for an unknown id. Writes at most cap bytes. */
+/* The raw bytes token `id` stands for (ByteLevel-decoded; an added token's
+ * own text). Returns the token's full byte count (may be a partial UTF-8
+ * sequence), or -1 for an unknown id. Writes at most cap bytes: a return value
+ * above cap means the output was cut (size buffers with dm_token_max_bytes). */
 int dm_token_to_bytes(const dm_tokenizer *t, int32_t id, char *buf, int cap);
+/* The longest byte count dm_token_to_bytes can return for this tokenizer. */
+int dm_token_max_bytes(const dm_tokenizer *t);
 /* Decodes ids into a malloc'd NUL-terminated byte string (length in *len). */
 char *dm_detokenize(const dm_tokenizer *t, const int32_t *ids, int n, size_t *len);
 

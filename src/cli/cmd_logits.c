@@ -1,0 +1,148 @@
+/* cmd_logits — `demolish logits`: every position's logits for a text or a
+ * list of token ids, written as .npy [T][V] — the engine's output in the form
+ * the Python reference tests compare against. --decode computes them one
+ * token at a time through the KV cache instead of one batched prefill;
+ * --mtp-out adds the MTP head's logits. */
+#include "cli/cli.h"
+#include "model/model.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int parse_ids(const char *s, int32_t **out, int *n)
+{
+    int cap = 64;
+    int32_t *ids = dm_malloc((size_t)cap * sizeof(int32_t));
+    *n = 0;
+    while (*s) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < 0 || v > 2147483647L) {
+            free(ids);
+            return -1;
+        }
+        if (*n == cap)
+            ids = dm_realloc(ids, (size_t)(cap *= 2) * sizeof(int32_t));
+        ids[(*n)++] = (int32_t)v;
+        s = end;
+        while (*s == ',' || *s == ' ')
+            s++;
+    }
+    *out = ids;
+    return *n > 0 ? 0 : -1;
+}
+
+typedef struct logits_job {
+    dm_ctx *ctx;
+    dm_seq *seq;
+    const int32_t *ids;
+    int T, V, D;
+    bool decode;
+} logits_job;
+
+/* Main-model logits and final hidden states of every position. */
+static int run_main(const logits_job *j, float *logits, float *hidden, dm_err *err)
+{
+    if (!j->decode)
+        return dm_forward(j->ctx, j->seq, j->ids, j->T, true, logits, hidden, err);
+    for (int i = 0; i < j->T; i++)
+        if (dm_forward(j->ctx, j->seq, j->ids + i, 1, true, logits + (size_t)i * j->V,
+                       hidden ? hidden + (size_t)i * j->D : NULL, err))
+            return -1;
+    return 0;
+}
+
+/* MTP logits of rows 0..T-2 (hidden state i with token i+1). */
+static int run_mtp(const logits_job *j, const float *hidden, float *logits, dm_err *err)
+{
+    if (!j->decode)
+        return dm_forward_mtp(j->ctx, j->seq, hidden, j->ids + 1, j->T - 1, true, logits, NULL, err);
+    for (int i = 0; i + 1 < j->T; i++)
+        if (dm_forward_mtp(j->ctx, j->seq, hidden + (size_t)i * j->D, j->ids + i + 1, 1, true,
+                           logits + (size_t)i * j->V, NULL, err))
+            return -1;
+    return 0;
+}
+
+int cmd_logits(int argc, char **argv)
+{
+    const char *text = NULL, *ids_arg = NULL, *out = NULL, *mtp_out = NULL;
+    bool decode = false, precise = false, no_special = false;
+    int batch = 512;
+    const cli_opt opts[] = {
+        { "--text", NULL, CLI_STR, &text, "TEXT", "text to tokenize (special tokens recognized)" },
+        { "--ids", NULL, CLI_STR, &ids_arg, "1,2,3", "token ids instead of text" },
+        { "--out", "-o", CLI_STR, &out, "FILE", "output .npy, float32 [T][V] (required)" },
+        { "--decode", NULL, CLI_FLAG, &decode, NULL, "one token at a time through the KV cache" },
+        { "--precise", NULL, CLI_FLAG, &precise, NULL, "keep activations in f32 in every matmul" },
+        { "--mtp-out", NULL, CLI_STR, &mtp_out, "FILE", "also write the MTP head's logits [T-1][V]" },
+        { "--batch", NULL, CLI_INT, &batch, "N", "rows per prefill chunk (default 512)" },
+        { "--no-special", NULL, CLI_FLAG, &no_special, NULL, "treat special-token text as plain text" },
+    };
+    const cli_spec spec = { "logits", "MODEL_DIR ", "Writes the logits of every position as a NumPy .npy file.",
+                            opts, (int)(sizeof opts / sizeof opts[0]), 1, 1 };
+    const char *pos[1];
+    int n_pos, rc = cli_parse(&spec, argc, argv, pos, &n_pos);
+    if (rc != CLI_PARSED)
+        return rc == CLI_HELP ? DM_EXIT_OK : DM_EXIT_USAGE;
+    if (!out || !text == !ids_arg || batch < 1)
+        return fprintf(stderr, "demolish logits: need --out and exactly one of --text or --ids (and --batch >= 1)\n"),
+               DM_EXIT_USAGE;
+    dm_ops_set_precise(precise);
+
+    dm_err err;
+    dm_model *m;
+    if (dm_model_load(&m, pos[0], &err))
+        return cli_fail(&err);
+    int32_t *ids = NULL;
+    int T = 0;
+    if (ids_arg) {
+        if (parse_ids(ids_arg, &ids, &T)) {
+            dm_model_free(m);
+            return fprintf(stderr, "demolish logits: --ids must be comma-separated non-negative integers\n"),
+                   DM_EXIT_USAGE;
+        }
+    } else {
+        dm_tokenizer *tok;
+        if (dm_tokenizer_load(&tok, pos[0], &err)) {
+            dm_model_free(m);
+            return cli_fail(&err);
+        }
+        ids = dm_tokenize(tok, text, strlen(text), !no_special, &T);
+        dm_tokenizer_free(tok);
+    }
+    if (T == 0 || (mtp_out && (T < 2 || m->cfg.n_mtp < 1))) {
+        free(ids);
+        dm_model_free(m);
+        return cli_failf(T == 0 ? "nothing to evaluate (empty input)"
+                                : "--mtp-out needs at least 2 tokens and a model with an MTP layer");
+    }
+    const int V = m->cfg.vocab_size, D = m->cfg.hidden_size;
+    float *logits = dm_malloc((size_t)T * V * sizeof(float));
+    float *hidden = mtp_out ? dm_malloc((size_t)T * D * sizeof(float)) : NULL;
+    float *mtp = mtp_out ? dm_malloc((size_t)(T - 1) * V * sizeof(float)) : NULL;
+    dm_ctx *ctx = dm_ctx_new(m, batch);
+    dm_seq *seq = dm_seq_new(m, T);
+    logits_job job = { ctx, seq, ids, T, V, D, decode };
+    double t0 = dm_time_sec();
+    rc = run_main(&job, logits, hidden, &err);
+    if (rc == 0 && mtp_out)
+        rc = run_mtp(&job, hidden, mtp, &err);
+    double dt = dm_time_sec() - t0;
+    if (rc == 0)
+        rc = cli_write_npy_f32(out, logits, T, V, &err);
+    if (rc == 0 && mtp_out)
+        rc = cli_write_npy_f32(mtp_out, mtp, T - 1, V, &err);
+    if (rc == 0)
+        dm_log(1, "%d tokens, %s, %.3f s (%.1f tok/s)\n", T, decode ? "decode" : "prefill", dt, T / dt);
+    dm_seq_free(seq);
+    dm_ctx_free(ctx);
+    free(logits);
+    free(hidden);
+    free(mtp);
+    free(ids);
+    dm_model_free(m);
+    return rc ? cli_fail(&err) : DM_EXIT_OK;
+}

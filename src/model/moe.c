@@ -1,0 +1,119 @@
+/* moe — the feed-forward blocks: dense SwiGLU MLP and the routed MoE with its
+ * shared expert. The MoE groups the batch by expert (a counting sort of the
+ * (row, k) pairs), so each expert runs one matrix product over all the rows
+ * routed to it and its weights are read once per batch, not once per token.
+ * Results are combined per row in k order, so the sum is the same whatever
+ * the threading. The observer (REAP, imatrix) sees router logits, scores,
+ * the selection, the applied gates and each expert's ungated output. */
+#include "model/forward_internal.h"
+
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* out[T][D] = down(silu(gate·x) ⊙ up·x) for the T rows of x. first is the
+ * DM_LIN_* id of the gate projection (up and down follow it). */
+static void swiglu(dm_ctx *c, int l, const dm_mlp_w *w, dm_linear first, int expert, const float *x, int T,
+                   float *h1, float *h2, float *out)
+{
+    const int64_t I = w->gate.rows, D = w->gate.cols;
+    dm_observe_linear(c, l, first, expert, x, T, (int)D);
+    dm_observe_linear(c, l, (dm_linear)(first + 1), expert, x, T, (int)D);
+    dm_matmul(h1, x, &w->gate, T);
+    dm_matmul(h2, x, &w->up, T);
+    dm_silu_mul(h1, h1, h2, (int64_t)T * I);
+    dm_observe_linear(c, l, (dm_linear)(first + 2), expert, h1, T, (int)I);
+    dm_matmul(out, h1, &w->down, T);
+}
+
+void dm_mlp_forward(dm_ctx *c, int l, const dm_mlp_w *w, dm_linear first, int T, float *out)
+{
+    swiglu(c, l, w, first, -1, c->a, T, c->h1, c->h2, out);
+}
+
+/* Router logits, scores, selection and gates for the T rows. */
+static void route(dm_ctx *c, int l, int T)
+{
+    const dm_moe_w *moe = &c->m->layers[l].moe;
+    const dm_router_params p = dm_router_params_for(&c->m->cfg, l);
+    const int D = c->m->cfg.hidden_size, E = p.E, K = p.K, G = p.n_group;
+    dm_observe_linear(c, l, DM_LIN_ROUTER, -1, c->a, T, D);
+    dm_matmul_exact(c->r_logits, c->a, &moe->router, T);
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < T; i++) {
+        int t = 0;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        float *tmp = c->r_tmp + (size_t)t * (size_t)(c->m->cfg.n_routed_experts + G);
+        dm_route_token(&p, c->r_logits + (size_t)i * E, moe->bias, c->r_scores + (size_t)i * E,
+                       c->r_sel + (size_t)i * K, c->r_gate + (size_t)i * K, tmp);
+    }
+}
+
+/* Counting sort of the T·K (row, k) pairs by expert: ex_count[e] becomes the
+ * first slot of expert e, ex_slot[i·K+k] the slot of the pair, ex_row[slot]
+ * its row; ex_x[slot] the row's input. */
+static void group_by_expert(dm_ctx *c, int E, int K, int T)
+{
+    const int D = c->m->cfg.hidden_size;
+    int *start = c->ex_count;
+    memset(start, 0, (size_t)(E + 1) * sizeof(int));
+    for (int j = 0; j < T * K; j++)
+        start[c->r_sel[j] + 1]++;
+    for (int e = 0; e < E; e++)
+        start[e + 1] += start[e];
+    int fill[E];
+    memcpy(fill, start, (size_t)E * sizeof(int));
+    for (int j = 0; j < T * K; j++) {
+        int slot = fill[c->r_sel[j]]++;
+        c->ex_slot[j] = slot;
+        c->ex_row[slot] = j / K;
+        memcpy(c->ex_x + (size_t)slot * D, c->a + (size_t)(j / K) * D, (size_t)D * sizeof(float));
+    }
+}
+
+static void observe_moe(dm_ctx *c, int l, int T)
+{
+    const dm_config *cfg = &c->m->cfg;
+    const int E = cfg->layer_experts[l], K = cfg->n_experts_per_tok, D = cfg->hidden_size;
+    for (int j = 0; j < T * K; j++)
+        memcpy(c->obs_out + (size_t)j * D, c->ex_y + (size_t)c->ex_slot[j] * D, (size_t)D * sizeof(float));
+    dm_moe_obs o = {
+        .layer = l, .T = T, .E = E, .K = K, .D = D, .I = cfg->moe_intermediate_size,
+        .router_logits = c->r_logits, .scores = c->r_scores, .selected = c->r_sel, .gates = c->r_gate,
+        .expert_in = c->a, .expert_out = c->obs_out, .positions = c->row_pos, .row_ids = c->row_id,
+    };
+    c->obs.moe(c->obs.user, &o);
+}
+
+void dm_moe_forward(dm_ctx *c, int l, int T)
+{
+    const dm_config *cfg = &c->m->cfg;
+    const dm_moe_w *moe = &c->m->layers[l].moe;
+    const int E = moe->n_experts, K = cfg->n_experts_per_tok, D = cfg->hidden_size;
+    const int I = cfg->moe_intermediate_size;
+
+    route(c, l, T);
+    group_by_expert(c, E, K, T);
+    for (int e = 0; e < E; e++) {
+        int s0 = c->ex_count[e], n = c->ex_count[e + 1] - s0;
+        if (n == 0)
+            continue;
+        swiglu(c, l, &moe->experts[e], DM_LIN_EXP_GATE, e, c->ex_x + (size_t)s0 * D, n,
+               c->ex_h1 + (size_t)s0 * I, c->ex_h2 + (size_t)s0 * I, c->ex_y + (size_t)s0 * D);
+    }
+    if (c->obs.moe)
+        observe_moe(c, l, T);
+
+    float *out = c->blk_out;
+    if (moe->has_shared)
+        swiglu(c, l, &moe->shared, DM_LIN_SHEXP_GATE, -1, c->a, T, c->h1, c->h2, out);
+    else
+        memset(out, 0, (size_t)T * D * sizeof(float));
+    for (int i = 0; i < T; i++)
+        for (int k = 0; k < K; k++)
+            dm_axpy(out + (size_t)i * D, c->r_gate[(size_t)i * K + k],
+                    c->ex_y + (size_t)c->ex_slot[(size_t)i * K + k] * D, D);
+}

@@ -1,2 +1,0 @@
-/* placeholder until the model stage lands */
-typedef int dm_model_placeholder;

@@ -1,0 +1,443 @@
+/* matmul — y = x·Wᵀ (dm_matmul) and y = x·W (dm_matmul_xw) over weight
+ * matrices in every checkpoint format: picks the kernel table (ops_isa.h),
+ * splits the work over OpenMP threads and owns the per-thread scratch.
+ *
+ * Two regimes for dm_matmul (T tokens, K inputs, N outputs):
+ *   decode  (T <= DM_MM_DECODE_T): memory-bound. Each thread takes a
+ *           contiguous band of rows; rowdot streams every weight row once
+ *           and dots it with all T activation rows in f32.
+ *   prefill (T larger): compute-bound, blocked GEMM. Per block of up to
+ *           TB_MAX tokens the activations are packed once, transposed into
+ *           groups of G = lanes·nv tokens ([k][G] f32, or [k/2][G][2] bf16
+ *           pairs), so a micro-kernel keeps 6 weight rows × G tokens of
+ *           outputs in registers with the weights as the broadcast operand.
+ *           Threads take tiles of TILE_N rows; a tile is decoded whole (each
+ *           row read start to end) into per-thread scratch, multiplied slab
+ *           by slab, and its C[rows][tokens] transposed into y at the end.
+ *
+ * The bf16 kernel (AVX512_BF16 vdpbf16ps) rounds activations to bf16 (round
+ * to nearest even) but never the weights: dec_bf16 factors a scale out of
+ * each row × k-slab so the bf16 weight values are exact, and the scale is
+ * applied to the f32 partial sums. It is used for BF16/FP8/NVFP4/MXFP4
+ * weights when !dm_ops_precise() and the environment sets DM_BF16_DOT=1:
+ * on the Sapphire Rapids this was written on, vdpbf16ps retires one per two
+ * cycles (32 flop/cycle) against two f32 FMAs per cycle (64 flop/cycle), and
+ * the f32 kernel on exactly decoded tiles measured 1.3-1.6x faster for T >= 64
+ * (bench/bench_matmul.c), so f32 is the default everywhere.
+ *
+ * dm_matmul_xw: threads over panels of G output columns; for each panel the
+ * weight columns are decoded (exact f32) slab by slab into [n][G] and the
+ * f32 micro-kernel runs with A = x rows, no transposes anywhere.
+ *
+ * No allocation per call beyond growing the calling thread's scratch; calls
+ * made from inside an OpenMP parallel region run on one thread. */
+#include "ops/ops_isa.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+enum {
+    TILE_N = 48,         /* rows per prefill tile (a multiple of every table's mr) */
+    TB_MAX = 256,        /* tokens per packed activation block */
+    KC_F32 = 128,        /* k-slab of the f32 kernel (FP8 needs multiples of 128) */
+    KC_BF16 = 256,       /* k-slab of the bf16 kernel, FP8 uses 128 */
+    KC_XW = 256,         /* rows of W per slab in dm_matmul_xw */
+};
+/* Below this many multiply-adds a call stays on one thread. */
+#define MM_MIN_PARALLEL_MACS (1 << 17)
+
+/* ---- precision policy and lookup tables ------------------------------------ */
+
+static bool g_precise;
+
+void dm_ops_set_precise(bool precise) { __atomic_store_n(&g_precise, precise, __ATOMIC_RELAXED); }
+bool dm_ops_precise(void) { return __atomic_load_n(&g_precise, __ATOMIC_RELAXED); }
+
+static float g_e4m3[256], g_e8m0[256];
+static pthread_once_t g_lut_once = PTHREAD_ONCE_INIT;
+
+static void lut_init(void)
+{
+    for (int b = 0; b < 256; b++) {
+        g_e4m3[b] = dm_e4m3_to_f32((uint8_t)b);
+        g_e8m0[b] = dm_e8m0_to_f32((uint8_t)b);
+    }
+}
+
+const float *dm_mm_e4m3_lut(void)
+{
+    pthread_once(&g_lut_once, lut_init);
+    return g_e4m3;
+}
+
+const float *dm_mm_e8m0_lut(void)
+{
+    pthread_once(&g_lut_once, lut_init);
+    return g_e8m0;
+}
+
+/* ---- kernel tables ----------------------------------------------------------- */
+
+const dm_mm_isa *dm_mm_isa_get(dm_mm_isa_id id)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    bool bf16 = avx512 && __builtin_cpu_supports("avx512bf16");
+#else
+    bool avx2 = false, avx512 = false, bf16 = false;
+#endif
+    switch (id) {
+    case DM_MM_ISA_SCALAR: return &dm_mm_isa_scalar;
+    case DM_MM_ISA_AVX2: return avx2 ? &dm_mm_isa_avx2 : NULL;
+    case DM_MM_ISA_AVX512: return avx512 ? &dm_mm_isa_avx512 : NULL;
+    case DM_MM_ISA_AVX512BF16: return bf16 ? &dm_mm_isa_avx512bf16 : NULL;
+    default: return NULL;
+    }
+}
+
+static bool env_flag(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+const dm_mm_isa *dm_mm_isa_best(void)
+{
+    static int cached = -1;   /* DM_BF16_DOT, read once; racing first calls store the same value */
+    int bf16_dot = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (bf16_dot < 0) {
+        bf16_dot = env_flag("DM_BF16_DOT");
+        __atomic_store_n(&cached, bf16_dot, __ATOMIC_RELAXED);
+    }
+    const dm_cpu_features *f = dm_cpu();
+    if (f->avx512f && f->avx512bw && f->avx512vl && f->f16c && f->fma)
+        return f->avx512bf16 && bf16_dot ? &dm_mm_isa_avx512bf16 : &dm_mm_isa_avx512;
+    if (f->avx2 && f->fma && f->f16c)
+        return &dm_mm_isa_avx2;
+    return &dm_mm_isa_scalar;
+}
+
+/* ---- per-thread scratch -------------------------------------------------------- */
+
+enum { SCR_X, SCR_A, SCR_C, SCR_S, SCR_COUNT };
+
+static _Thread_local struct { void *p; size_t n; } tls_scr[SCR_COUNT];
+
+/* A buffer of at least n bytes owned by the calling thread, 64-byte aligned;
+ * grows (contents lost) but is never freed, so steady state allocates nothing. */
+static void *scratch(int slot, size_t n)
+{
+    if (tls_scr[slot].n < n) {
+        dm_aligned_free(tls_scr[slot].p);
+        size_t grown = n + n / 4;
+        tls_scr[slot].p = dm_aligned_alloc(grown);
+        tls_scr[slot].n = grown;
+    }
+    return tls_scr[slot].p;
+}
+
+/* Threads for a call of `macs` multiply-adds: 1 inside a parallel region. */
+static int mm_threads(double macs)
+{
+#ifdef _OPENMP
+    if (omp_in_parallel())
+        return 1;
+#endif
+    if (macs < MM_MIN_PARALLEL_MACS)
+        return 1;
+    return dm_threads_get();
+}
+
+static int thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static int thread_count(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* ---- decode regime ------------------------------------------------------------- */
+
+static void matmul_decode(const dm_mm_isa *isa, float *y, const float *x, const dm_wmat *w, int T)
+{
+    const int64_t N = w->rows, K = w->cols;
+    int nth = mm_threads((double)N * (double)K * T);
+    (void)nth;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        int id = thread_id(), n = thread_count();
+        int64_t band = ((N + n - 1) / n + 3) & ~(int64_t)3;
+        int64_t a = min64(N, band * id), b = min64(N, a + band);
+        if (b > a) {
+            float *xs = scratch(SCR_X, (size_t)(T * DM_MM_XS_LD(K)) * 4);
+            isa->rowdot(w, a, b - a, x, K, T, y + a, N, xs);
+        }
+    }
+}
+
+/* ---- prefill regime -------------------------------------------------------------- */
+
+/* Round to nearest even like dm_f32_to_bf16, inlined for the packing loop. */
+static inline uint16_t bf16_rne(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+typedef struct prefill {
+    const dm_mm_isa *isa;
+    const dm_wmat *w;
+    bool bf16;       /* bf16 kernel, else f32 */
+    int64_t kc;      /* columns per k-slab (even) */
+    int64_t nslab;   /* k-slabs per row */
+    int64_t lda;     /* row stride of the decoded tile, elements (even, >= K + 1) */
+    int gw;          /* tokens per packed group */
+    int64_t np;      /* packed length along k: K (f32) or ceil(K/2) pairs */
+    const float *x;  /* this token block, [tb][K] */
+    int tb, ng;      /* tokens in the block, groups */
+    void *xp;        /* packed groups, each np·gw·4 bytes */
+    float *y;        /* row t0 of the output, [tb][N] */
+} prefill;
+
+/* Packs group g of the token block: f32 [k][gw] or bf16 [k/2][gw][2];
+ * tokens past the block are zero. */
+static void pack_group(const prefill *pf, int g)
+{
+    const int64_t K = pf->w->cols, gw = pf->gw;
+    const int t0 = g * pf->gw, nt = (int)min64(gw, pf->tb - t0);
+    if (!pf->bf16) {
+        float *dst = (float *)pf->xp + (size_t)g * (size_t)(pf->np * gw);
+        for (int j = 0; j < gw; j++) {
+            const float *src = pf->x + (size_t)(t0 + j) * (size_t)K;
+            for (int64_t k = 0; k < K; k++)
+                dst[k * gw + j] = j < nt ? src[k] : 0.0f;
+        }
+        return;
+    }
+    uint16_t *dst = (uint16_t *)pf->xp + (size_t)g * (size_t)(pf->np * gw * 2);
+    for (int j = 0; j < gw; j++) {
+        const float *src = pf->x + (size_t)(t0 + j) * (size_t)K;
+        for (int64_t k = 0; k < 2 * pf->np; k++)
+            dst[(k / 2 * gw + j) * 2 + (k & 1)] = j < nt && k < K ? bf16_rne(src[k]) : 0;
+    }
+}
+
+/* Decodes rows [r0, r0+nt) whole into A (row stride pf->lda elements): each
+ * row is read start to end, which the hardware prefetcher streams well
+ * (short per-slab pieces of 48 rows ran latency-bound). For the bf16 kernel
+ * s[slab·nt + i] receives the scale factored out of row i's slab. */
+static void decode_tile(const prefill *pf, int64_t r0, int nt, void *A, float *s)
+{
+    const int64_t K = pf->w->cols;
+    for (int i = 0; i < nt; i++) {
+        if (!pf->bf16) {
+            pf->isa->dec_f32(pf->w, r0 + i, 0, K, (float *)A + i * pf->lda);
+            continue;
+        }
+        for (int64_t sl = 0; sl < pf->nslab; sl++) {
+            const int64_t k0 = sl * pf->kc, kn = min64(pf->kc, K - k0);
+            s[sl * nt + i] = pf->isa->dec_bf16(pf->w, r0 + i, k0, kn, (uint16_t *)A + i * pf->lda + k0);
+        }
+    }
+}
+
+/* One k-slab of one tile: every token group × every mr rows. */
+static void slab_gemm(const prefill *pf, const void *A, int nt, int64_t k0, int64_t kn, const float *s,
+                      float *CT, int64_t ldc)
+{
+    const dm_mm_isa *isa = pf->isa;
+    const int64_t gsz = pf->np * pf->gw, lda = pf->lda;   /* one packed group, in floats or pairs */
+    for (int g = 0; g < pf->ng; g++) {
+        int left = pf->tb - g * pf->gw;
+        int nvg = (int)min64(isa->nv, (left + isa->lanes - 1) / isa->lanes);
+        for (int i = 0; i < nt; i += isa->mr) {
+            int m = (int)min64(isa->mr, nt - i);
+            float *c = CT + i * ldc + g * pf->gw;
+            if (pf->bf16) {
+                const uint16_t *B = (const uint16_t *)pf->xp + 2 * (g * gsz + k0 / 2 * pf->gw);
+                isa->gemm_bf16(m, nvg, (kn + 1) / 2, (const uint16_t *)A + i * lda + k0, lda, B,
+                               2 * pf->gw, c, ldc, s + i, k0 > 0, pf->gw);
+            } else {
+                const float *B = (const float *)pf->xp + g * gsz + k0 * pf->gw;
+                isa->gemm_f32(m, nvg, kn, (const float *)A + i * lda + k0, lda, B, pf->gw, c, ldc,
+                              NULL, k0 > 0, pf->gw);
+            }
+        }
+    }
+}
+
+/* Rows [r0, r0+nt) for every token of the block. */
+static void prefill_tile(const prefill *pf, int64_t r0, int nt)
+{
+    const int64_t K = pf->w->cols, N = pf->w->rows, ldc = (int64_t)pf->ng * pf->gw;
+    float *CT = scratch(SCR_C, (size_t)nt * (size_t)ldc * 4);
+    float *s = pf->bf16 ? scratch(SCR_S, (size_t)(nt * pf->nslab) * 4) : NULL;
+    void *A = scratch(SCR_A, (size_t)nt * (size_t)pf->lda * (pf->bf16 ? 2 : 4));
+    decode_tile(pf, r0, nt, A, s);
+    for (int64_t sl = 0; sl < pf->nslab; sl++)
+        slab_gemm(pf, A, nt, sl * pf->kc, min64(pf->kc, K - sl * pf->kc), s ? s + sl * nt : NULL, CT, ldc);
+    for (int t = 0; t < pf->tb; t++)
+        for (int i = 0; i < nt; i++)
+            pf->y[(size_t)t * (size_t)N + (size_t)(r0 + i)] = CT[i * ldc + t];
+}
+
+static bool fmt_has_exact_bf16(dm_wfmt f)
+{
+    return f == DM_WFMT_BF16 || f == DM_WFMT_FP8 || f == DM_WFMT_NVFP4 || f == DM_WFMT_MXFP4;
+}
+
+static void matmul_prefill(const dm_mm_isa *isa, bool precise, float *y, const float *x,
+                           const dm_wmat *w, int T)
+{
+    const int64_t N = w->rows, K = w->cols;
+    prefill pf = { .isa = isa, .w = w, .gw = isa->lanes * isa->nv };
+    pf.bf16 = !precise && isa->gemm_bf16 && fmt_has_exact_bf16(w->fmt);
+    pf.kc = pf.bf16 && w->fmt != DM_WFMT_FP8 ? KC_BF16 : KC_F32;
+    pf.nslab = (K + pf.kc - 1) / pf.kc;
+    pf.lda = (K + 2) & ~(int64_t)1;
+    pf.np = pf.bf16 ? (K + 1) / 2 : K;
+    const int64_t ntiles = (N + TILE_N - 1) / TILE_N;
+    for (int t0 = 0; t0 < T; t0 += TB_MAX) {
+        pf.tb = (int)min64(TB_MAX, T - t0);
+        pf.ng = (pf.tb + pf.gw - 1) / pf.gw;
+        pf.x = x + (size_t)t0 * (size_t)K;
+        pf.y = y + (size_t)t0 * (size_t)N;
+        pf.xp = scratch(SCR_X, (size_t)pf.ng * (size_t)(pf.np * pf.gw) * 4);
+        int nth = mm_threads((double)N * (double)K * pf.tb);
+        (void)nth;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+        {
+#pragma omp for schedule(static)
+            for (int g = 0; g < pf.ng; g++)
+                pack_group(&pf, g);
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t tile = 0; tile < ntiles; tile++)
+                prefill_tile(&pf, tile * TILE_N, (int)min64(TILE_N, N - tile * TILE_N));
+        }
+    }
+}
+
+/* ---- entry points -------------------------------------------------------------- */
+
+void dm_matmul_isa(const dm_mm_isa *isa, bool precise, float *y, const float *x, const dm_wmat *w, int T)
+{
+    DM_ASSERT(T >= 0 && w->fmt >= 0 && w->fmt < DM_WFMT_COUNT && dm_wfmt_cols_ok(w->fmt, w->cols));
+    if (T == 0 || w->rows == 0)
+        return;
+    if (T <= DM_MM_DECODE_T)
+        matmul_decode(isa, y, x, w, T);
+    else
+        matmul_prefill(isa, precise, y, x, w, T);
+}
+
+void dm_matmul(float *y, const float *x, const dm_wmat *w, int T)
+{
+    dm_matmul_isa(dm_mm_isa_best(), dm_ops_precise(), y, x, w, T);
+}
+
+void dm_matmul_ref(float *y, const float *x, const dm_wmat *w, int T)
+{
+    const int64_t N = w->rows, K = w->cols;
+    float *row = dm_malloc((size_t)K * 4);
+    for (int64_t n = 0; n < N; n++) {
+        dm_wmat_row_f32(w, n, row);
+        for (int t = 0; t < T; t++) {
+            const float *xt = x + (size_t)t * (size_t)K;
+            double acc = 0;
+            for (int64_t k = 0; k < K; k++)
+                acc += (double)xt[k] * (double)row[k];
+            y[(size_t)t * (size_t)N + (size_t)n] = (float)acc;
+        }
+    }
+    free(row);
+}
+
+/* One panel of G output columns [c0, c0+nc) for all T tokens. */
+static void xw_panel(const dm_mm_isa *isa, float *y, const float *x, const dm_wmat *w, int T, int64_t c0,
+                     int gw)
+{
+    const int64_t N = w->rows, K = w->cols;
+    const int nc = (int)min64(gw, K - c0);
+    const int nv = (nc + isa->lanes - 1) / isa->lanes;
+    float *B = scratch(SCR_A, (size_t)KC_XW * (size_t)gw * 4);
+    for (int64_t n0 = 0; n0 < N; n0 += KC_XW) {
+        const int64_t nn = min64(KC_XW, N - n0);
+        for (int64_t p = 0; p < nn; p++) {
+            isa->dec_f32(w, n0 + p, c0, nc, B + p * gw);
+            memset(B + p * gw + nc, 0, (size_t)(gw - nc) * 4);
+        }
+        for (int t = 0; t < T; t += isa->mr) {
+            int m = (int)min64(isa->mr, T - t);
+            isa->gemm_f32(m, nv, nn, x + (size_t)t * (size_t)N + n0, N, B, gw,
+                          y + (size_t)t * (size_t)K + c0, K, NULL, n0 > 0, nc);
+        }
+    }
+}
+
+void dm_matmul_xw_isa(const dm_mm_isa *isa, float *y, const float *x, const dm_wmat *w, int T)
+{
+    DM_ASSERT(T >= 0 && w->fmt >= 0 && w->fmt < DM_WFMT_COUNT && dm_wfmt_cols_ok(w->fmt, w->cols));
+    const int64_t N = w->rows, K = w->cols;
+    if (T == 0)
+        return;
+    if (N == 0) {
+        memset(y, 0, (size_t)T * (size_t)K * 4);
+        return;
+    }
+    const int gw = isa->lanes * isa->nv;
+    const int64_t npan = (K + gw - 1) / gw;
+    int nth = mm_threads((double)N * (double)K * T);
+    (void)nth;
+#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(dynamic, 1)
+    for (int64_t pan = 0; pan < npan; pan++)
+        xw_panel(isa, y, x, w, T, pan * gw, gw);
+}
+
+void dm_matmul_xw(float *y, const float *x, const dm_wmat *w, int T)
+{
+    dm_matmul_xw_isa(dm_mm_isa_best(), y, x, w, T);
+}
+
+void dm_matmul_xw_ref(float *y, const float *x, const dm_wmat *w, int T)
+{
+    const int64_t N = w->rows, K = w->cols;
+    float *row = dm_malloc((size_t)K * 4);
+    double *acc = dm_calloc((size_t)T * (size_t)K, sizeof(double));
+    for (int64_t n = 0; n < N; n++) {
+        dm_wmat_row_f32(w, n, row);
+        for (int t = 0; t < T; t++) {
+            double a = x[(size_t)t * (size_t)N + (size_t)n];
+            double *at = acc + (size_t)t * (size_t)K;
+            for (int64_t k = 0; k < K; k++)
+                at[k] += a * (double)row[k];
+        }
+    }
+    for (size_t i = 0; i < (size_t)T * (size_t)K; i++)
+        y[i] = (float)acc[i];
+    free(acc);
+    free(row);
+}

@@ -1,2 +1,0 @@
-/* placeholder until the ops stage lands */
-typedef int dm_ops_placeholder;

@@ -1,2 +1,0 @@
-/* placeholder until the sample stage lands */
-typedef int dm_sample_placeholder;

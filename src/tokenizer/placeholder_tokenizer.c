@@ -1,2 +1,0 @@
-/* placeholder until the tokenizer stage lands */
-typedef int dm_tokenizer_placeholder;
