@@ -55,5 +55,6 @@ int cmd_info(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_init(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

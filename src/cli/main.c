@@ -15,6 +15,7 @@ static const struct command {
     { "generate", cmd_generate, "generate text from a prompt (prints prefill and decode tok/s)" },
     { "logits", cmd_logits, "every position's logits for a text or token ids, as .npy" },
     { "init", cmd_init, "write a random-weight model directory (presets or a config.json)" },
+    { "bench", cmd_bench, "prefill and decode speed, measured like llama-bench" },
 };
 
 static void usage(FILE *f)

@@ -257,6 +257,13 @@ int dm_outdir_begin(dm_outdir *od, const char *final_path, bool force, dm_err *e
         return dm_errorf(err, "%s: already exists (use --force to replace it)", final_path);
     od->final_path = dm_strdup(final_path);
     od->tmp_path = partial_name(final_path);
+    char *parent = dm_strdup(od->tmp_path);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = 0;
+        dm_make_dirs(parent);   /* like mkdir -p for the output's parent */
+    }
+    free(parent);
     dm_remove_tree(od->tmp_path);
     if (mkdir(od->tmp_path, 0755) != 0) {
         dm_errorf(err, "%s: cannot create directory: %s", od->tmp_path, strerror(errno));

@@ -47,6 +47,8 @@ enum {
     KC_F32 = 128,        /* k-slab of the f32 kernel (FP8 needs multiples of 128) */
     KC_BF16 = 256,       /* k-slab of the bf16 kernel, FP8 uses 128 */
     KC_XW = 256,         /* rows of W per slab in dm_matmul_xw */
+    XW_WIDE = 512,       /* dm_matmul_xw panel width for T <= DM_MM_DECODE_T */
+    XW_SLAB_FEW = 32,    /* ... and its row slab */
 };
 /* Below this many multiply-adds a call stays on one thread. */
 #define MM_MIN_PARALLEL_MACS (1 << 17)
@@ -376,28 +378,35 @@ void dm_matmul_ref(float *y, const float *x, const dm_wmat *w, int T)
     free(row);
 }
 
-/* One panel of G output columns [c0, c0+nc) for all T tokens. */
+/* Output columns [c0, c0+pw) for all T tokens: W's rows are decoded kcx at
+ * a time over the panel's columns into B[kcx][pw], then the micro-kernel
+ * runs on each gw-wide sub-panel (nc valid columns). */
 static void xw_panel(const dm_mm_isa *isa, float *y, const float *x, const dm_wmat *w, int T, int64_t c0,
-                     int gw)
+                     int64_t pw, int64_t kcx)
 {
-    const int64_t N = w->rows, K = w->cols;
-    const int nc = (int)min64(gw, K - c0);
-    const int nv = (nc + isa->lanes - 1) / isa->lanes;
-    float *B = scratch(SCR_A, (size_t)KC_XW * (size_t)gw * 4);
-    for (int64_t n0 = 0; n0 < N; n0 += KC_XW) {
-        const int64_t nn = min64(KC_XW, N - n0);
+    const int64_t N = w->rows, K = w->cols, gw = isa->lanes * isa->nv;
+    const int64_t ncp = min64(pw, K - c0), ldb = (ncp + gw - 1) / gw * gw;
+    float *B = scratch(SCR_A, (size_t)(kcx * ldb) * 4);
+    for (int64_t n0 = 0; n0 < N; n0 += kcx) {
+        const int64_t nn = min64(kcx, N - n0);
         for (int64_t p = 0; p < nn; p++) {
-            isa->dec_f32(w, n0 + p, c0, nc, B + p * gw);
-            memset(B + p * gw + nc, 0, (size_t)(gw - nc) * 4);
+            isa->dec_f32(w, n0 + p, c0, ncp, B + p * ldb);
+            memset(B + p * ldb + ncp, 0, (size_t)(ldb - ncp) * 4);
         }
-        for (int t = 0; t < T; t += isa->mr) {
-            int m = (int)min64(isa->mr, T - t);
-            isa->gemm_f32(m, nv, nn, x + (size_t)t * (size_t)N + n0, N, B, gw,
-                          y + (size_t)t * (size_t)K + c0, K, NULL, n0 > 0, nc);
+        for (int64_t sub = 0; sub < ncp; sub += gw) {
+            const int nc = (int)min64(gw, ncp - sub), nv = (nc + isa->lanes - 1) / isa->lanes;
+            for (int t = 0; t < T; t += isa->mr) {
+                int m = (int)min64(isa->mr, T - t);
+                isa->gemm_f32(m, nv, nn, x + (size_t)t * (size_t)N + n0, N, B + sub, ldb,
+                              y + (size_t)t * (size_t)K + c0 + sub, K, NULL, n0 > 0, nc);
+            }
         }
     }
 }
 
+/* Panels: for few tokens, wide panels and short row slabs (one decode call
+ * per row covers many columns; the slab stays in L1/L2); for many tokens,
+ * one micro-kernel width per panel so the threads have work to share. */
 void dm_matmul_xw_isa(const dm_mm_isa *isa, float *y, const float *x, const dm_wmat *w, int T)
 {
     DM_ASSERT(T >= 0 && w->fmt >= 0 && w->fmt < DM_WFMT_COUNT && dm_wfmt_cols_ok(w->fmt, w->cols));
@@ -408,13 +417,24 @@ void dm_matmul_xw_isa(const dm_mm_isa *isa, float *y, const float *x, const dm_w
         memset(y, 0, (size_t)T * (size_t)K * 4);
         return;
     }
-    const int gw = isa->lanes * isa->nv;
-    const int64_t npan = (K + gw - 1) / gw;
+    const int64_t gw = isa->lanes * isa->nv;
+    if (isa->xw_tile && T <= isa->mr) {
+        const int64_t npan = (K + gw - 1) / gw;
+        int nth = mm_threads((double)N * (double)K * T);
+        (void)nth;
+#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
+        for (int64_t pan = 0; pan < npan; pan++)
+            isa->xw_tile(w, 0, N, pan * gw, (int)min64(gw, K - pan * gw), x, N, T, y + pan * gw, K, false);
+        return;
+    }
+    const bool few = T <= DM_MM_DECODE_T;
+    const int64_t pw = few ? XW_WIDE : gw, kcx = few ? XW_SLAB_FEW : KC_XW;
+    const int64_t npan = (K + pw - 1) / pw;
     int nth = mm_threads((double)N * (double)K * T);
     (void)nth;
 #pragma omp parallel for num_threads(nth) if (nth > 1) schedule(dynamic, 1)
     for (int64_t pan = 0; pan < npan; pan++)
-        xw_panel(isa, y, x, w, T, pan * gw, gw);
+        xw_panel(isa, y, x, w, T, pan * pw, pw, kcx);
 }
 
 void dm_matmul_xw(float *y, const float *x, const dm_wmat *w, int T)

@@ -508,14 +508,73 @@ static void gemm_bf16_avx512(int m, int nv, GEMM_ARGS_BF16)
     gbf16_tab[m - 1][nv - 1](GEMM_PASS);
 }
 
+/* ---- dm_matmul_xw with few tokens: decode fused into the micro-kernel ---- */
+
+AI void xw_tmpl(const int fmt, const int M, const dm_wmat *w, int64_t n0, int64_t nn, int64_t c0, int nc,
+                const float *x, int64_t ldx, float *y, int64_t ldy, bool accumulate)
+{
+    const float *lut4 = dm_mm_e4m3_lut(), *lut8 = dm_mm_e8m0_lut();
+    const __m512 e2m1 = _mm512_loadu_ps(dm_e2m1_values);
+    __m512 acc[6][4];
+    __mmask16 m[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++)
+        m[v] = nc > 16 * v ? tail_mask(nc - 16 * v) : 0;
+#pragma GCC unroll 6
+    for (int i = 0; i < M; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            acc[i][v] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < nn; p++) {
+        const uint8_t *row = w->data + (size_t)(n0 + p) * w->row_stride, *srow = scale_row(fmt, w, n0 + p);
+        __m512 b[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+            if (!m[v]) {
+                b[v] = _mm512_setzero_ps();
+                continue;
+            }
+            const __m512 s = _mm512_set1_ps(blk_scale(fmt, w, srow, c0 + 16 * v, lut4, lut8));
+            b[v] = chunk(fmt, row, c0 + 16 * v, m[v], s, e2m1);
+        }
+#pragma GCC unroll 6
+        for (int i = 0; i < M; i++) {
+            const __m512 a = _mm512_set1_ps(x[i * ldx + n0 + p]);
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++)
+                acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
+        }
+    }
+    store_tile(M, 4, acc, y, ldy, NULL, accumulate, nc);
+}
+
+#define XW_ARGS const dm_wmat *w, int64_t n0, int64_t nn, int64_t c0, int nc, const float *x, \
+                int64_t ldx, float *y, int64_t ldy, bool accumulate
+#define XW_PASS w, n0, nn, c0, nc, x, ldx, y, ldy, accumulate
+#define XW_INST(F, M) static void xw_##F##_##M(XW_ARGS) { xw_tmpl(DM_WFMT_##F, M, XW_PASS); }
+#define XW_FMT(F) XW_INST(F, 1) XW_INST(F, 2) XW_INST(F, 3) XW_INST(F, 4) XW_INST(F, 5) XW_INST(F, 6)
+#define XW_ROW(F) [DM_WFMT_##F] = { xw_##F##_1, xw_##F##_2, xw_##F##_3, xw_##F##_4, xw_##F##_5, xw_##F##_6 }
+XW_FMT(F32) XW_FMT(F16) XW_FMT(BF16) XW_FMT(FP8) XW_FMT(NVFP4) XW_FMT(MXFP4)
+
+static void (*const xw_tab[DM_WFMT_COUNT][6])(XW_ARGS) = {
+    XW_ROW(F32), XW_ROW(F16), XW_ROW(BF16), XW_ROW(FP8), XW_ROW(NVFP4), XW_ROW(MXFP4),
+};
+
+static void xw_tile_avx512(const dm_wmat *w, int64_t n0, int64_t nn, int64_t c0, int nc, const float *x,
+                           int64_t ldx, int m, float *y, int64_t ldy, bool accumulate)
+{
+    DM_ASSERT(m >= 1 && m <= 6 && nc >= 1 && nc <= 64 && c0 % 16 == 0);
+    xw_tab[w->fmt][m - 1](XW_PASS);
+}
+
 const dm_mm_isa dm_mm_isa_avx512 = {
     .name = "avx512", .lanes = 16, .mr = 6, .nv = 4,
     .rowdot = rowdot_avx512, .dec_f32 = dec_f32_avx512, .dec_bf16 = NULL,
-    .gemm_f32 = gemm_f32_avx512, .gemm_bf16 = NULL,
+    .gemm_f32 = gemm_f32_avx512, .gemm_bf16 = NULL, .xw_tile = xw_tile_avx512,
 };
 
 const dm_mm_isa dm_mm_isa_avx512bf16 = {
     .name = "avx512bf16", .lanes = 16, .mr = 6, .nv = 4,
     .rowdot = rowdot_avx512, .dec_f32 = dec_f32_avx512, .dec_bf16 = dec_bf16_avx512,
-    .gemm_f32 = gemm_f32_avx512, .gemm_bf16 = gemm_bf16_avx512,
+    .gemm_f32 = gemm_f32_avx512, .gemm_bf16 = gemm_bf16_avx512, .xw_tile = xw_tile_avx512,
 };

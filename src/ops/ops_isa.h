@@ -40,7 +40,11 @@ typedef enum dm_mm_isa_id {
  *   for i < m <= mr, c < min(nv*lanes, ncols), nv <= the table's nv; s NULL
  *   means 1; accumulate false overwrites C.
  * gemm_bf16: the same over bf16 pairs: kcp pairs, A[i*lda + 2p + {0,1}] and
- *   B[p*ldb + 2c + {0,1}] (B in "VNNI" layout: for each p, lanes × pair). */
+ *   B[p*ldb + 2c + {0,1}] (B in "VNNI" layout: for each p, lanes × pair).
+ * xw_tile (may be NULL: dec_f32 + gemm_f32 then do its job): gemm_f32 with B
+ *   = w[n0 + p][c0 + c] decoded on the fly: y[i*ldy + c] (= or +=)
+ *   Σ_{p<nn} x[i*ldx + n0 + p] · w[n0+p][c0+c], i < m <= mr, c < nc <=
+ *   lanes·nv, c0 a multiple of 16. For dm_matmul_xw with few tokens. */
 typedef struct dm_mm_isa {
     const char *name;
     int lanes;   /* floats per vector */
@@ -54,6 +58,8 @@ typedef struct dm_mm_isa {
                      int64_t ldb, float *C, int64_t ldc, const float *s, bool accumulate, int ncols);
     void (*gemm_bf16)(int m, int nv, int64_t kcp, const uint16_t *A, int64_t lda, const uint16_t *B,
                       int64_t ldb, float *C, int64_t ldc, const float *s, bool accumulate, int ncols);
+    void (*xw_tile)(const dm_wmat *w, int64_t n0, int64_t nn, int64_t c0, int nc, const float *x,
+                    int64_t ldx, int m, float *y, int64_t ldy, bool accumulate);
 } dm_mm_isa;
 
 /* The tables; a table exists whether or not this CPU can run it. */
