@@ -3,17 +3,19 @@
  *
  *   bench_matmul [-f fmt]... [-q]
  *
- * Prints: the memory-read bandwidth (a plain streaming sum over 1 GiB, 1 and
- * 2 threads); decode (T = 1) GB/s of weight bytes and % of that bandwidth
- * for a 4096×4096 matrix and MoE-expert-sized ones (2048×6144 gate/up and
- * 6144×2048 down), rotating over copies that total >= 1 GiB so weights come
- * from DRAM ("cold") as they do in a real model, plus the same matrix
- * repeated ("hot", cache-resident); prefill (T = 128, 512) GFLOP/s, default
- * precision and, where it differs, precise f32; and OpenBLAS sgemm on an f32
- * matrix of the same size for comparison. -q: fewer repetitions. */
+ * Prints: the memory-read bandwidth (a sum over 512 MiB read as four
+ * streams per thread, 1 and 2 threads); decode (T = 1) GB/s of weight bytes
+ * and % of that bandwidth for a 4096×4096 matrix and MoE-expert-sized ones
+ * (2048×6144 gate/up, 6144×2048 down), rotating over copies that total
+ * >= 512 MiB so weights come from DRAM ("cold") as in a real model, plus the
+ * same matrix repeated ("hot", cache-resident); prefill (T = 128, 512)
+ * GFLOP/s of dm_matmul and, where the CPU has AVX512_BF16, of the bf16-dot
+ * kernel; and OpenBLAS sgemm on an f32 matrix of the same size.
+ * -q: fewer repetitions. */
 #include "ops/ops_isa.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +23,7 @@
 #include <omp.h>
 #endif
 
-#define COLD_BYTES ((size_t)1 << 30)
+#define COLD_BYTES ((size_t)512 << 20)
 
 static int g_reps = 5;
 
@@ -34,7 +36,41 @@ static float frand(void)
     return (float)((double)(g_rng >> 11) * 0x1p-53 * 2 - 1);
 }
 
-/* Best-of-reps GB/s of summing a 1 GiB buffer with nth threads. */
+/* Sum of n 64-bit words (n a multiple of 32) read as four concurrent
+ * sequential streams (the quarters of the range), with AVX2 loads when the
+ * CPU has them. One stream per core stays short of what the memory system
+ * delivers (the prefetcher runs only so far ahead of each stream); the
+ * matmul kernels read four rows at once, so this is the fair comparison. */
+__attribute__((target("avx2"))) static uint64_t sum_avx2(const uint64_t *p, size_t n)
+{
+    const size_t q = n / 4;
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (size_t i = 0; i < q; i += 8) {
+        a = _mm256_add_epi64(a, _mm256_load_si256((const __m256i *)(p + i)));
+        b = _mm256_add_epi64(b, _mm256_load_si256((const __m256i *)(p + q + i)));
+        c = _mm256_add_epi64(c, _mm256_load_si256((const __m256i *)(p + 2 * q + i)));
+        d = _mm256_add_epi64(d, _mm256_load_si256((const __m256i *)(p + 3 * q + i)));
+        a = _mm256_add_epi64(a, _mm256_load_si256((const __m256i *)(p + i + 4)));
+        b = _mm256_add_epi64(b, _mm256_load_si256((const __m256i *)(p + q + i + 4)));
+        c = _mm256_add_epi64(c, _mm256_load_si256((const __m256i *)(p + 2 * q + i + 4)));
+        d = _mm256_add_epi64(d, _mm256_load_si256((const __m256i *)(p + 3 * q + i + 4)));
+    }
+    uint64_t out[4];
+    _mm256_storeu_si256((__m256i *)out, _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(c, d)));
+    return out[0] + out[1] + out[2] + out[3];
+}
+
+static uint64_t sum_words(const uint64_t *p, size_t n)
+{
+    if (dm_cpu()->avx2)
+        return sum_avx2(p, n);
+    uint64_t s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += p[i];
+    return s;
+}
+
+/* Best-of-reps GB/s of summing a COLD_BYTES buffer with nth threads. */
 static double read_bandwidth(int nth)
 {
     size_t n = COLD_BYTES / 8;
@@ -46,9 +82,17 @@ static double read_bandwidth(int nth)
     for (int rep = 0; rep < g_reps; rep++) {
         double t0 = dm_time_sec();
         uint64_t total = 0;
-#pragma omp parallel for num_threads(nth) reduction(+ : total) schedule(static)
-        for (size_t i = 0; i < n; i++)
-            total += buf[i];
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nth) reduction(+ : total)
+#endif
+        {
+            int id = 0, nt = 1;
+#ifdef _OPENMP
+            id = omp_get_thread_num(), nt = omp_get_num_threads();
+#endif
+            size_t part = n / (size_t)nt / 32 * 32;
+            total += sum_words(buf + part * (size_t)id, id == nt - 1 ? n - part * (size_t)id : part);
+        }
         double dt = dm_time_sec() - t0;
         sink += total;
         if (n * 8 / dt / 1e9 > best)
@@ -103,17 +147,29 @@ static size_t wbytes(const dm_wmat *w)
 }
 
 /* Seconds per call of dm_matmul over the copies in turn (best of reps). */
-static double time_matmul(wcopy *c, int ncopy, int T, float *y, const float *x, int calls)
+/* Seconds per call (best of reps) of dm_matmul, or with isa set of
+ * dm_matmul_isa(isa, act), over the copies in turn. */
+static double time_matmul_isa(const dm_mm_isa *isa, dm_mm_act act, wcopy *c, int ncopy, int T, float *y,
+                              const float *x, int calls)
 {
     double best = 1e30;
     for (int rep = 0; rep < g_reps; rep++) {
         double t0 = dm_time_sec();
-        for (int i = 0; i < calls; i++)
-            dm_matmul(y, x, &c[i % ncopy].w, T);
+        for (int i = 0; i < calls; i++) {
+            if (isa)
+                dm_matmul_isa(isa, act, y, x, &c[i % ncopy].w, T);
+            else
+                dm_matmul(y, x, &c[i % ncopy].w, T);
+        }
         double dt = (dm_time_sec() - t0) / calls;
         best = dt < best ? dt : best;
     }
     return best;
+}
+
+static double time_matmul(wcopy *c, int ncopy, int T, float *y, const float *x, int calls)
+{
+    return time_matmul_isa(NULL, DM_MM_ACT_F32, c, ncopy, T, y, x, calls);
 }
 
 static void bench_decode(dm_wfmt f, int64_t N, int64_t K, const double bw[3])
@@ -138,6 +194,8 @@ static void bench_decode(dm_wfmt f, int64_t N, int64_t K, const double bw[3])
     free_copies(cold, ncold);
 }
 
+/* dm_matmul, and (where the CPU has AVX512_BF16 and the format an exact
+ * bf16 form) the bf16-dot kernel with bf16 activations for comparison. */
 static void bench_prefill(dm_wfmt f, int64_t N, int64_t K, int T)
 {
     wcopy *c = make_copies(f, N, K, 1);
@@ -145,18 +203,16 @@ static void bench_prefill(dm_wfmt f, int64_t N, int64_t K, int T)
     for (int64_t i = 0; i < T * K; i++)
         x[i] = frand();
     double flop = 2.0 * T * N * K;
-    bool has_bf16 = dm_mm_isa_best()->gemm_bf16 && f != DM_WFMT_F32 && f != DM_WFMT_F16;
+    const dm_mm_isa *bf = dm_mm_isa_get(DM_MM_ISA_AVX512BF16);
+    bool has_bf16 = bf && f != DM_WFMT_F32 && f != DM_WFMT_F16;
     for (int nth = 1; nth <= 2; nth++) {
         dm_threads_set(nth);
-        dm_ops_set_precise(false);
         double t = time_matmul(c, 1, T, y, x, 1);
         printf("prefill %-5s %5lldx%-5lld T=%-3d thr=%d  %6.1f GFLOP/s", dm_wfmt_name(f), (long long)N,
                (long long)K, T, nth, flop / t / 1e9);
         if (has_bf16) {
-            dm_ops_set_precise(true);
-            double tp = time_matmul(c, 1, T, y, x, 1);
-            printf("   precise f32: %6.1f GFLOP/s", flop / tp / 1e9);
-            dm_ops_set_precise(false);
+            double tb = time_matmul_isa(bf, DM_MM_ACT_BF16_ALL, c, 1, T, y, x, 1);
+            printf("   (bf16-dot kernel: %6.1f GFLOP/s)", flop / tb / 1e9);
         }
         printf("\n");
     }
@@ -210,7 +266,7 @@ int main(int argc, char **argv)
         want[f] = want[f] || !any;
     printf("kernels: %s\n", dm_mm_isa_best()->name);
     double bw[3] = { 0, read_bandwidth(1), read_bandwidth(2) };
-    printf("memory read bandwidth (1 GiB sum): 1 thread %.1f GB/s, 2 threads %.1f GB/s\n", bw[1], bw[2]);
+    printf("memory read bandwidth (512 MiB sum): 1 thread %.1f GB/s, 2 threads %.1f GB/s\n", bw[1], bw[2]);
     static const int64_t dshapes[][2] = { { 4096, 4096 }, { 2048, 6144 }, { 6144, 2048 } };
     for (int f = 0; f < DM_WFMT_COUNT; f++)
         if (want[f])

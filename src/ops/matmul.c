@@ -3,9 +3,10 @@
  * splits the work over OpenMP threads and owns the per-thread scratch.
  *
  * Two regimes for dm_matmul (T tokens, K inputs, N outputs):
- *   decode  (T <= DM_MM_DECODE_T): memory-bound. Each thread takes a
- *           contiguous band of rows; rowdot streams every weight row once
- *           and dots it with all T activation rows in f32.
+ *   decode  (T <= DM_MM_STREAM_T): memory-bound. Threads take chunks of
+ *           contiguous rows; rowdot streams every weight row once per pass
+ *           of <= DM_MM_DECODE_T tokens and dots it with their activation
+ *           rows in f32.
  *   prefill (T larger): compute-bound, blocked GEMM. Per block of up to
  *           TB_MAX tokens the activations are packed once, transposed into
  *           groups of G = lanes·nv tokens ([k][G] f32, or [k/2][G][2] bf16
@@ -16,14 +17,16 @@
  *           by slab, and its C[rows][tokens] transposed into y at the end.
  *
  * The bf16 kernel (AVX512_BF16 vdpbf16ps) rounds activations to bf16 (round
- * to nearest even) but never the weights: dec_bf16 factors a scale out of
- * each row × k-slab so the bf16 weight values are exact, and the scale is
- * applied to the f32 partial sums. It is used for BF16/FP8/NVFP4/MXFP4
- * weights when !dm_ops_precise() and the environment sets DM_BF16_DOT=1:
- * on the Sapphire Rapids this was written on, vdpbf16ps retires one per two
- * cycles (32 flop/cycle) against two f32 FMAs per cycle (64 flop/cycle), and
- * the f32 kernel on exactly decoded tiles measured 1.3-1.6x faster for T >= 64
- * (bench/bench_matmul.c), so f32 is the default everywhere.
+ * to nearest even) but never the weights. It is used, as ops.h allows, only
+ * for BF16 weights, only when !dm_ops_precise(), and only if the environment
+ * sets DM_BF16_DOT=1: on the Sapphire Rapids this was written on, vdpbf16ps
+ * retires one per two cycles (32 flop/cycle) against two f32 FMAs per cycle
+ * (64 flop/cycle), and the f32 kernel on exactly decoded tiles measured
+ * 1.3-1.6x faster for T >= 64, so f32 activations are the default everywhere.
+ * (dec_bf16 also gives exact bf16 forms of FP8/NVFP4/MXFP4 rows, a scale
+ * factored out per row × k-slab and applied to the f32 partial sums; the
+ * loops below support it as DM_MM_ACT_BF16_ALL, which the tests exercise and
+ * the dispatch does not use.)
  *
  * dm_matmul_xw: threads over panels of G output columns; for each panel the
  * weight columns are decoded (exact f32) slab by slab into [n][G] and the
@@ -39,6 +42,9 @@
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
+#define OMP(directive) _Pragma(directive)
+#else
+#define OMP(directive)   /* built without OpenMP: everything runs on the caller's thread */
 #endif
 
 enum {
@@ -47,9 +53,13 @@ enum {
     KC_F32 = 128,        /* k-slab of the f32 kernel (FP8 needs multiples of 128) */
     KC_BF16 = 256,       /* k-slab of the bf16 kernel, FP8 uses 128 */
     KC_XW = 256,         /* rows of W per slab in dm_matmul_xw */
-    XW_WIDE = 512,       /* dm_matmul_xw panel width for T <= DM_MM_DECODE_T */
+    XW_FEW_T = 8,        /* dm_matmul_xw with at most this many tokens: */
+    XW_WIDE = 512,       /* ... panel width */
     XW_SLAB_FEW = 32,    /* ... and its row slab */
 };
+/* Rows per streaming chunk (the unit of work of the decode regime): about
+ * this many bytes of weights. */
+#define STREAM_CHUNK_BYTES ((size_t)256 << 10)
 /* Below this many multiply-adds a call stays on one thread. */
 #define MM_MIN_PARALLEL_MACS (1 << 17)
 
@@ -158,41 +168,37 @@ static int mm_threads(double macs)
     return dm_threads_get();
 }
 
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-static int thread_count(void)
-{
-#ifdef _OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
-#endif
-}
-
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* ---- decode regime ------------------------------------------------------------- */
 
+/* Threads take chunks of rows dynamically (a thread slowed by another
+ * process on its core then costs only its current chunk); each chunk is a
+ * few hundred KB of contiguous rows, long enough for the prefetchers. With
+ * T above DM_MM_DECODE_T every chunk gets several passes of <= that many
+ * tokens (sizes as equal as possible) while it sits in L2, so the weights
+ * still come from memory once. */
 static void matmul_decode(const dm_mm_isa *isa, float *y, const float *x, const dm_wmat *w, int T)
 {
     const int64_t N = w->rows, K = w->cols;
+    const int passes = (T + DM_MM_DECODE_T - 1) / DM_MM_DECODE_T;
+    int64_t chunk = (int64_t)(STREAM_CHUNK_BYTES / (w->row_stride ? w->row_stride : 1));
+    chunk = (chunk < 16 ? 16 : chunk + 3) & ~(int64_t)3;
+    const int64_t nchunk = (N + chunk - 1) / chunk;
     int nth = mm_threads((double)N * (double)K * T);
-    (void)nth;
-#pragma omp parallel num_threads(nth) if (nth > 1)
+    if (nth > nchunk)
+        nth = (int)nchunk;
+OMP("omp parallel num_threads(nth) if (nth > 1)")
     {
-        int id = thread_id(), n = thread_count();
-        int64_t band = ((N + n - 1) / n + 3) & ~(int64_t)3;
-        int64_t a = min64(N, band * id), b = min64(N, a + band);
-        if (b > a) {
-            float *xs = scratch(SCR_X, (size_t)(T * DM_MM_XS_LD(K)) * 4);
-            isa->rowdot(w, a, b - a, x, K, T, y + a, N, xs);
+        float *xs = scratch(SCR_X, (size_t)(DM_MM_DECODE_T * DM_MM_XS_LD(K)) * 4);
+OMP("omp for schedule(dynamic, 1)")
+        for (int64_t c = 0; c < nchunk; c++) {
+            const int64_t r = c * chunk, nr = min64(chunk, N - r);
+            for (int p = 0, t0 = 0; p < passes; p++) {
+                const int tp = (T - t0) / (passes - p);
+                isa->rowdot(w, r, nr, x + (size_t)t0 * (size_t)K, K, tp, y + (size_t)t0 * (size_t)N + r, N, xs);
+                t0 += tp;
+            }
         }
     }
 }
@@ -234,17 +240,17 @@ static void pack_group(const prefill *pf, int g)
     if (!pf->bf16) {
         float *dst = (float *)pf->xp + (size_t)g * (size_t)(pf->np * gw);
         for (int j = 0; j < gw; j++) {
-            const float *src = pf->x + (size_t)(t0 + j) * (size_t)K;
+            const float *src = j < nt ? pf->x + (size_t)(t0 + j) * (size_t)K : NULL;
             for (int64_t k = 0; k < K; k++)
-                dst[k * gw + j] = j < nt ? src[k] : 0.0f;
+                dst[k * gw + j] = src ? src[k] : 0.0f;
         }
         return;
     }
     uint16_t *dst = (uint16_t *)pf->xp + (size_t)g * (size_t)(pf->np * gw * 2);
     for (int j = 0; j < gw; j++) {
-        const float *src = pf->x + (size_t)(t0 + j) * (size_t)K;
+        const float *src = j < nt ? pf->x + (size_t)(t0 + j) * (size_t)K : NULL;
         for (int64_t k = 0; k < 2 * pf->np; k++)
-            dst[(k / 2 * gw + j) * 2 + (k & 1)] = j < nt && k < K ? bf16_rne(src[k]) : 0;
+            dst[(k / 2 * gw + j) * 2 + (k & 1)] = src && k < K ? bf16_rne(src[k]) : 0;
     }
 }
 
@@ -307,17 +313,14 @@ static void prefill_tile(const prefill *pf, int64_t r0, int nt)
             pf->y[(size_t)t * (size_t)N + (size_t)(r0 + i)] = CT[i * ldc + t];
 }
 
-static bool fmt_has_exact_bf16(dm_wfmt f)
-{
-    return f == DM_WFMT_BF16 || f == DM_WFMT_FP8 || f == DM_WFMT_NVFP4 || f == DM_WFMT_MXFP4;
-}
-
-static void matmul_prefill(const dm_mm_isa *isa, bool precise, float *y, const float *x,
+static void matmul_prefill(const dm_mm_isa *isa, dm_mm_act act, float *y, const float *x,
                            const dm_wmat *w, int T)
 {
     const int64_t N = w->rows, K = w->cols;
     prefill pf = { .isa = isa, .w = w, .gw = isa->lanes * isa->nv };
-    pf.bf16 = !precise && isa->gemm_bf16 && fmt_has_exact_bf16(w->fmt);
+    const dm_wfmt f = w->fmt;
+    pf.bf16 = isa->gemm_bf16 && ((act == DM_MM_ACT_BF16 && f == DM_WFMT_BF16) ||
+                                 (act == DM_MM_ACT_BF16_ALL && f != DM_WFMT_F32 && f != DM_WFMT_F16));
     pf.kc = pf.bf16 && w->fmt != DM_WFMT_FP8 ? KC_BF16 : KC_F32;
     pf.nslab = (K + pf.kc - 1) / pf.kc;
     pf.lda = (K + 2) & ~(int64_t)1;
@@ -331,12 +334,12 @@ static void matmul_prefill(const dm_mm_isa *isa, bool precise, float *y, const f
         pf.xp = scratch(SCR_X, (size_t)pf.ng * (size_t)(pf.np * pf.gw) * 4);
         int nth = mm_threads((double)N * (double)K * pf.tb);
         (void)nth;
-#pragma omp parallel num_threads(nth) if (nth > 1)
+OMP("omp parallel num_threads(nth) if (nth > 1)")
         {
-#pragma omp for schedule(static)
+OMP("omp for schedule(static)")
             for (int g = 0; g < pf.ng; g++)
                 pack_group(&pf, g);
-#pragma omp for schedule(dynamic, 1)
+OMP("omp for schedule(dynamic, 1)")
             for (int64_t tile = 0; tile < ntiles; tile++)
                 prefill_tile(&pf, tile * TILE_N, (int)min64(TILE_N, N - tile * TILE_N));
         }
@@ -345,20 +348,20 @@ static void matmul_prefill(const dm_mm_isa *isa, bool precise, float *y, const f
 
 /* ---- entry points -------------------------------------------------------------- */
 
-void dm_matmul_isa(const dm_mm_isa *isa, bool precise, float *y, const float *x, const dm_wmat *w, int T)
+void dm_matmul_isa(const dm_mm_isa *isa, dm_mm_act act, float *y, const float *x, const dm_wmat *w, int T)
 {
     DM_ASSERT(T >= 0 && w->fmt >= 0 && w->fmt < DM_WFMT_COUNT && dm_wfmt_cols_ok(w->fmt, w->cols));
     if (T == 0 || w->rows == 0)
         return;
-    if (T <= DM_MM_DECODE_T)
+    if (T <= DM_MM_STREAM_T)
         matmul_decode(isa, y, x, w, T);
     else
-        matmul_prefill(isa, precise, y, x, w, T);
+        matmul_prefill(isa, act, y, x, w, T);
 }
 
 void dm_matmul(float *y, const float *x, const dm_wmat *w, int T)
 {
-    dm_matmul_isa(dm_mm_isa_best(), dm_ops_precise(), y, x, w, T);
+    dm_matmul_isa(dm_mm_isa_best(), dm_ops_precise() ? DM_MM_ACT_F32 : DM_MM_ACT_BF16, y, x, w, T);
 }
 
 void dm_matmul_ref(float *y, const float *x, const dm_wmat *w, int T)
@@ -422,17 +425,17 @@ void dm_matmul_xw_isa(const dm_mm_isa *isa, float *y, const float *x, const dm_w
         const int64_t npan = (K + gw - 1) / gw;
         int nth = mm_threads((double)N * (double)K * T);
         (void)nth;
-#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(static)
+OMP("omp parallel for num_threads(nth) if (nth > 1) schedule(static)")
         for (int64_t pan = 0; pan < npan; pan++)
             isa->xw_tile(w, 0, N, pan * gw, (int)min64(gw, K - pan * gw), x, N, T, y + pan * gw, K, false);
         return;
     }
-    const bool few = T <= DM_MM_DECODE_T;
+    const bool few = T <= XW_FEW_T;
     const int64_t pw = few ? XW_WIDE : gw, kcx = few ? XW_SLAB_FEW : KC_XW;
     const int64_t npan = (K + pw - 1) / pw;
     int nth = mm_threads((double)N * (double)K * T);
     (void)nth;
-#pragma omp parallel for num_threads(nth) if (nth > 1) schedule(dynamic, 1)
+OMP("omp parallel for num_threads(nth) if (nth > 1) schedule(dynamic, 1)")
     for (int64_t pan = 0; pan < npan; pan++)
         xw_panel(isa, y, x, w, T, pan * pw, pw, kcx);
 }

@@ -80,7 +80,7 @@ AI __m256i lanes_below(int64_t left)
 
 /* ---- decode regime ------------------------------------------------------------ */
 
-#define RD_R(T) ((T) == 1 ? 4 : (T) <= 4 ? 2 : 1)
+#define RD_R(T) ((T) == 1 ? 4 : 2)
 
 AI void rowdot_group(const int fmt, const int R, const int T, const dm_wmat *w, int64_t r,
                      const float *x, int64_t ldx, float *y, int64_t ldy, const float *lut4,
@@ -166,12 +166,9 @@ typedef void rowdot_fn(const dm_wmat *w, int64_t r0, int64_t nr, const float *x,
     {                                                                                              \
         rowdot_tmpl(DM_WFMT_##F, T, w, r0, nr, x, ldx, y, ldy);                                    \
     }
-#define RD_FMT(F)                                                                                  \
-    RD_INST(F, 1) RD_INST(F, 2) RD_INST(F, 3) RD_INST(F, 4)                                        \
-    RD_INST(F, 5) RD_INST(F, 6) RD_INST(F, 7) RD_INST(F, 8)
+#define RD_FMT(F) RD_INST(F, 1) RD_INST(F, 2) RD_INST(F, 3) RD_INST(F, 4)
 #define RD_ROW(F)                                                                                  \
-    [DM_WFMT_##F] = { rowdot_##F##_1, rowdot_##F##_2, rowdot_##F##_3, rowdot_##F##_4,             \
-                      rowdot_##F##_5, rowdot_##F##_6, rowdot_##F##_7, rowdot_##F##_8 }
+    [DM_WFMT_##F] = { rowdot_##F##_1, rowdot_##F##_2, rowdot_##F##_3, rowdot_##F##_4 }
 
 RD_FMT(F32) RD_FMT(F16) RD_FMT(BF16) RD_FMT(FP8) RD_FMT(NVFP4) RD_FMT(MXFP4)
 

@@ -13,8 +13,16 @@
 
 #include "ops/ops.h"
 
-/* T up to this many tokens takes the streaming (decode) path. */
-#define DM_MM_DECODE_T 8
+/* Tokens per rowdot call. R = 4 rows × 4 tokens of accumulators is the
+ * most that fits in registers; with more tokens each x load from L2 feeds
+ * fewer FMAs, and two passes of 4 measured faster than one of 8. */
+#define DM_MM_DECODE_T 4
+/* dm_matmul with T up to this many tokens streams the weights in passes of
+ * <= DM_MM_DECODE_T tokens; above it, the blocked GEMM. Measured on bf16
+ * 4096x4096, one thread: a 4-token pass costs ~1.8 ms, the GEMM ~13 ms flat
+ * for T = 17..32 (its 64-token groups run half empty), so the crossover is
+ * near 28; FP8/FP4 passes re-read fewer bytes. */
+#define DM_MM_STREAM_T 24
 /* Row stride of rowdot's x scratch for K columns. */
 #define DM_MM_XS_LD(K) (((K) + 15) & ~(int64_t)15)
 
@@ -70,8 +78,15 @@ const dm_mm_isa *dm_mm_isa_get(dm_mm_isa_id id);
 /* The table dm_matmul uses: the best one dm_cpu() allows. */
 const dm_mm_isa *dm_mm_isa_best(void);
 
-/* dm_matmul / dm_matmul_xw with an explicit table and precision (tests). */
-void dm_matmul_isa(const dm_mm_isa *isa, bool precise, float *y, const float *x, const dm_wmat *w, int T);
+/* Which activations the blocked GEMM may round to bf16 (tables with gemm_bf16 only). */
+typedef enum dm_mm_act {
+    DM_MM_ACT_F32,        /* never (dm_ops_precise(), and the default dispatch) */
+    DM_MM_ACT_BF16,       /* for BF16 weights, as ops.h allows (DM_BF16_DOT=1) */
+    DM_MM_ACT_BF16_ALL,   /* for BF16/FP8/NVFP4/MXFP4 weights: tests, and the form an AMX path would use */
+} dm_mm_act;
+
+/* dm_matmul / dm_matmul_xw with an explicit table and activation policy (tests). */
+void dm_matmul_isa(const dm_mm_isa *isa, dm_mm_act act, float *y, const float *x, const dm_wmat *w, int T);
 void dm_matmul_xw_isa(const dm_mm_isa *isa, float *y, const float *x, const dm_wmat *w, int T);
 
 /* Scalar decode of one FP8 E4M3 / E8M0 byte through 256-entry tables built

@@ -4,21 +4,12 @@
  * which must name the file and the field. */
 #include "model/model.h"
 
+#include "check.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                 \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);         \
-            fprintf(stderr, __VA_ARGS__);                                \
-            fputc('\n', stderr);                                         \
-            failures++;                                                  \
-        }                                                                \
-    } while (0)
 
 /* A GLM-5.2-shaped config (arch.md §6.1), small enough to parse quickly. */
 static const char *glm52 =
@@ -179,10 +170,5 @@ int main(void)
     test_deepseek_v3_defaults();
     test_presets_parse();
     test_errors();
-    if (failures) {
-        fprintf(stderr, "test_config: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_config: ok\n");
-    return 0;
+    return check_finish("test_config");
 }

@@ -11,6 +11,8 @@
  * Runs on the "tiny" preset (every feature on) with f32 weights, precise mode. */
 #include "model/forward_internal.h"
 
+#include "check.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,17 +20,6 @@
 #define TOL_SAME_MATH 2e-5   /* same arithmetic, different batching/threading */
 #define TOL_OBS 1e-4         /* observer output vs float64-accumulated recomputation */
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                 \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);         \
-            fprintf(stderr, __VA_ARGS__);                                \
-            fputc('\n', stderr);                                         \
-            failures++;                                                  \
-        }                                                                \
-    } while (0)
 
 static double max_abs_diff(const float *a, const float *b, size_t n)
 {
@@ -47,7 +38,7 @@ static dm_model *make_model(const char *preset, const char *tmp)
     dm_model *m = NULL;
     if (dm_init_model(dir, &o, &err) || dm_model_load(&m, dir, &err)) {
         fprintf(stderr, "FAIL: cannot make model %s: %s\n", preset, err.msg);
-        failures++;
+        check_failures++;
     }
     free(dir);
     return m;
@@ -262,10 +253,5 @@ int main(void)
         test_mtp(m);
         dm_model_free(m);
     }
-    if (failures) {
-        fprintf(stderr, "test_forward: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_forward: ok\n");
-    return 0;
+    return check_finish("test_forward");
 }

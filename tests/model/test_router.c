@@ -5,23 +5,14 @@
  * gate values, which come from the unbiased scores. */
 #include "model/forward_internal.h"
 
+#include "check.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define GATE_TOL 1e-6   /* relative: f32 sigmoid/softmax vs float64 */
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                 \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);         \
-            fprintf(stderr, __VA_ARGS__);                                \
-            fputc('\n', stderr);                                         \
-            failures++;                                                  \
-        }                                                                \
-    } while (0)
 
 /* Indices of the k largest of v[n] by (value desc, index asc). */
 static void ref_topk(const double *v, int n, int k, int *out)
@@ -148,10 +139,5 @@ int main(void)
 {
     test_bias_selects_only();
     test_random();
-    if (failures) {
-        fprintf(stderr, "test_router: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_router: ok\n");
-    return 0;
+    return check_finish("test_router");
 }

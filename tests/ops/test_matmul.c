@@ -1,26 +1,32 @@
 /* test_matmul — dm_matmul / dm_matmul_xw (and their _ref twins) in every
  * weight format against a float64 oracle computed here from the formats
  * stage's reference row decoder (dm_wmat_row_f32), for every kernel table
- * this CPU can run (scalar, AVX2, AVX-512, AVX-512 BF16: DM_NO_SIMD and
- * DM_NO_AVX512 select these same tables), both regimes (T = 1, 3, 5, 8 take
- * the streaming path, 9, 17, 64 the blocked GEMM), precise and default
- * precision, odd N and K, row views whose FP8 row0 is not a multiple of 128,
- * and a call from inside an OpenMP parallel region.
+ * this CPU can run (scalar, AVX2, AVX-512, AVX-512 BF16: DM_NO_SIMD,
+ * DM_NO_AVX512 and DM_BF16_DOT select these same tables), both regimes
+ * (T = 1, 3, 4, 5, 9, 24 stream the weights in passes of up to 4 tokens,
+ * T = 25, 64 take the blocked GEMM), every activation policy (f32, bf16 for
+ * BF16 weights, bf16 for every exact format), odd N
+ * and K, row views whose FP8 row0 is not a multiple of 128, FP8 blocks with
+ * scales >= 2^8 and subnormal codes, FP8 NaN codes, a matrix large enough
+ * for multi-chunk streaming, and calls from inside an OpenMP parallel region.
  *
  * Error is measured against the scale of the sum, S = Σ_k |x_k|·|w_k|:
  *   TOL_F32      f32 activations: |y − ref| <= TOL_F32 · S
  *   TOL_REF      the _ref twins (double accumulation, one rounding)
- *   TOL_BF16_ACT bf16 activations (the default prefill path for
- *                BF16/FP8/NVFP4/MXFP4 on AVX512_BF16): rounding x to bf16 moves
- *                each product by <= 2^-9 relative, so the bound is 2^-8 · S;
- *                in addition the result must match, within TOL_F32, an oracle
- *                that rounds x to bf16 itself (so no weight was rounded).
- * Tile decoders must reproduce dm_wmat_row_f32 bit for bit. */
+ *   TOL_BF16_ACT bf16 activations (AVX512_BF16 table, DM_MM_ACT_BF16 with
+ *                BF16 weights or DM_MM_ACT_BF16_ALL, T above the streaming range):
+ *                rounding x to bf16 moves each product by <= 2^-9 relative,
+ *                so the bound is 2^-8 · S; in addition the result must match,
+ *                within TOL_F32, an oracle that rounds x to bf16 itself (so no
+ *                weight was rounded).
+ * Tile decoders (dec_f32) must reproduce dm_wmat_row_f32 bit for bit;
+ * dec_bf16 too, except NVFP4 within one rounding (see bf16_matches). */
 #include "ops/ops_isa.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -129,19 +135,23 @@ static void check(const char *what, const float *y, const double *ref, const dou
     }
 }
 
-static bool uses_bf16(const dm_mm_isa *isa, bool precise, dm_wfmt f, int T)
+static bool uses_bf16(const dm_mm_isa *isa, dm_mm_act act, dm_wfmt f, int T)
 {
-    return isa->gemm_bf16 && !precise && T > DM_MM_DECODE_T && f != DM_WFMT_F32 && f != DM_WFMT_F16;
+    if (!isa->gemm_bf16 || T <= DM_MM_STREAM_T)
+        return false;
+    return act == DM_MM_ACT_BF16_ALL ? f != DM_WFMT_F32 && f != DM_WFMT_F16
+                                     : act == DM_MM_ACT_BF16 && f == DM_WFMT_BF16;
 }
 
 static const dm_mm_isa *g_isa[DM_MM_ISA_COUNT];
 static int g_nisa;
 
-static void test_matmul_view(const dm_wmat *w, const char *label)
+static const int g_Ts_all[] = { 1, 3, 4, 5, 9, 24, 25, 64, 0 };
+
+static void test_matmul_view_T(const dm_wmat *w, const char *label, const int *Ts)
 {
-    static const int Ts[] = { 1, 3, 5, 8, 9, 17, 64 };
     const int64_t N = w->rows, K = w->cols;
-    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+    for (size_t ti = 0; Ts[ti]; ti++) {
         const int T = Ts[ti];
         float *x = rand_vec(T * K), *y = malloc((size_t)(T * N) * 4);
         double *ref = malloc((size_t)(T * N) * 8), *mag = malloc((size_t)(T * N) * 8);
@@ -153,12 +163,14 @@ static void test_matmul_view(const dm_wmat *w, const char *label)
         dm_matmul_ref(y, x, w, T);
         check(what, y, ref, mag, T * N, TOL_REF);
         for (int v = 0; v < g_nisa; v++) {
-            for (int precise = 0; precise <= 1; precise++) {
+            for (int act = 0; act <= DM_MM_ACT_BF16_ALL; act++) {
                 const dm_mm_isa *isa = g_isa[v];
                 memset(y, 0xff, (size_t)(T * N) * 4);   /* NaN: every output must be written */
-                dm_matmul_isa(isa, precise, y, x, w, T);
-                snprintf(what, sizeof what, "%s T=%d isa=%s precise=%d", label, T, isa->name, precise);
-                if (uses_bf16(isa, precise, w->fmt, T)) {
+                if (act != DM_MM_ACT_F32 && !isa->gemm_bf16)
+                    continue;
+                dm_matmul_isa(isa, (dm_mm_act)act, y, x, w, T);
+                snprintf(what, sizeof what, "%s T=%d isa=%s act=%d", label, T, isa->name, act);
+                if (uses_bf16(isa, (dm_mm_act)act, w->fmt, T)) {
                     check(what, y, ref, mag, T * N, TOL_BF16_ACT);
                     strncat(what, " (vs bf16-rounded x)", sizeof what - strlen(what) - 1);
                     check(what, y, refb, magb, T * N, TOL_F32);
@@ -173,6 +185,8 @@ static void test_matmul_view(const dm_wmat *w, const char *label)
         free(x), free(y), free(ref), free(mag), free(refb), free(magb);
     }
 }
+
+static void test_matmul_view(const dm_wmat *w, const char *label) { test_matmul_view_T(w, label, g_Ts_all); }
 
 static void test_matmul_xw_view(const dm_wmat *w, const char *label)
 {
@@ -282,7 +296,7 @@ static void test_nested(const dm_wmat *w)
 #pragma omp parallel num_threads(2) reduction(+ : fails)
     {
         float *y = malloc((size_t)(T * N) * 4);
-        dm_matmul_isa(dm_mm_isa_best(), true, y, x, w, T);
+        dm_matmul_isa(dm_mm_isa_best(), DM_MM_ACT_F32, y, x, w, T);
         for (int64_t i = 0; i < T * N; i++)
             if (fabs(y[i] - ref[i]) > TOL_F32 * mag[i] + 1e-30)
                 fails++;
@@ -308,11 +322,37 @@ static void test_fp8_nan(void)
     float x[40], y[5];
     for (int k = 0; k < 40; k++)
         x[k] = 1.0f;
+    float yk[3 * 40], xn[3 * 5];
+    for (int i = 0; i < 15; i++)
+        xn[i] = 1.0f;
     for (int v = 0; v < g_nisa; v++) {
-        dm_matmul_isa(g_isa[v], true, y, x, &m.w, 1);
+        dm_matmul_isa(g_isa[v], DM_MM_ACT_F32, y, x, &m.w, 1);
         for (int n = 0; n < 5; n++)
             if (isnan(y[n]) != (n == 1 || n == 3)) {
                 printf("FAIL fp8 NaN codes isa=%s: y[%d] = %g\n", g_isa[v]->name, n, y[n]);
+                g_fail++;
+            }
+        dm_matmul_xw_isa(g_isa[v], yk, xn, &m.w, 3);   /* columns 3 and 39 hold the NaNs */
+        for (int i = 0; i < 3 * 40; i++)
+            if (isnan(yk[i]) != (i % 40 == 3 || i % 40 == 39)) {
+                printf("FAIL fp8 NaN codes xw isa=%s: y[%d][%d] = %g\n", g_isa[v]->name, i / 40, i % 40, yk[i]);
+                g_fail++;
+            }
+    }
+    mat_free(&m);
+
+    /* K = 263: NaN codes inside a full 128-column block and in the partial last block */
+    mat_make(&m, DM_WFMT_FP8, 9, 263);
+    m.data[2 * 263 + 200] = 0xff;
+    m.data[7 * 263 + 262] = 0x7f;
+    float xb[5 * 263], yb[5 * 9];
+    for (int i = 0; i < 5 * 263; i++)
+        xb[i] = 0.5f;
+    for (int v = 0; v < g_nisa; v++) {
+        dm_matmul_isa(g_isa[v], DM_MM_ACT_F32, yb, xb, &m.w, 5);
+        for (int i = 0; i < 5 * 9; i++)
+            if (isnan(yb[i]) != (i % 9 == 2 || i % 9 == 7)) {
+                printf("FAIL fp8 NaN codes K=263 isa=%s: y[%d][%d] = %g\n", g_isa[v]->name, i / 9, i % 9, yb[i]);
                 g_fail++;
             }
     }
@@ -333,13 +373,33 @@ static void test_fp8_scales(void)
     mat_make_mag(&m, DM_WFMT_FP8, 300, 263, fp8_mag);
     test_decoders(&m.w, "fp8 big/subnormal scales");
     test_matmul_view(&m.w, "fp8 big/subnormal scales");
+    test_matmul_xw_view(&m.w, "fp8 big/subnormal scales");
     dm_wmat v = dm_wmat_rows(&m.w, 100, 190);
     test_matmul_view(&v, "fp8 big/subnormal scales rows[100,290)");
     mat_free(&m);
 }
 
-int main(void)
+/* A matrix big enough (2.4 MB) that multi-pass streaming splits each
+ * thread's band into several row chunks. */
+static void test_stream_chunks(void)
 {
+    static const int Ts[] = { 9, 24, 0 };
+    mat m;
+    mat_make(&m, DM_WFMT_F32, 600, 1031);
+    test_matmul_view_T(&m.w, "f32 N=600 K=1031", Ts);
+    mat_free(&m);
+}
+
+int main(int argc, char **argv)
+{
+    /* The float64 oracles run serially between the parallel calls; with the
+     * default OMP_WAIT_POLICY the idle OpenMP worker spins meanwhile, which
+     * on a shared 2-core machine slows this test several times over. libgomp
+     * reads the variable when it loads, so set it and start again. */
+    if (argc >= 1 && !getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "passive", 1);
+        execv("/proc/self/exe", argv);   /* returns only on failure: then just go on */
+    }
     for (int id = 0; id < DM_MM_ISA_COUNT; id++)
         if (dm_mm_isa_get((dm_mm_isa_id)id))
             g_isa[g_nisa++] = dm_mm_isa_get((dm_mm_isa_id)id);
@@ -377,6 +437,7 @@ int main(void)
     }
     test_fp8_nan();
     test_fp8_scales();
+    test_stream_chunks();
     if (g_fail) {
         printf("test_matmul: %d failure(s)\n", g_fail);
         return 1;
