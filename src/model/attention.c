@@ -13,7 +13,6 @@
  * the scale stays (N+P)^-0.5 (times YaRN's mscale²), not (R+P)^-0.5. */
 #include "model/forward_internal.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -96,12 +95,11 @@ static void attend_row(dm_ctx *c, int l, int i, int h0, int h1, int T)
         keys = gathered;
     }
     const float *q = c->qcat + ((size_t)i * H + h0) * KD;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nh, n, KD, cfg->softmax_scale, q, KD, keys, KD, 0.0f,
-                scores, n);
+    dm_sgemm(nh, n, KD, cfg->softmax_scale, q, KD, keys, KD, true, 0.0f, scores, n);
     for (int h = 0; h < nh; h++)
         dm_softmax(scores + (size_t)h * n, n);
     float *z = c->z + ((size_t)i * H + h0) * R;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nh, R, n, 1.0f, scores, n, keys, KD, 0.0f, z, R);
+    dm_sgemm(nh, R, n, 1.0f, scores, n, keys, KD, false, 0.0f, z, R);
     (void)T;
 }
 

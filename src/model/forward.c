@@ -159,6 +159,8 @@ dm_ctx *dm_ctx_new(const dm_model *m, int max_batch)
     x->ex_h2 = ws(B * K * I, 4);
     x->ex_y = ws(B * K * D, 4);
     x->emb2 = ws(B * 2 * D, 4);
+    x->jobs = ws(3 * (E + 1), sizeof(dm_mm_job));
+    x->job_expert = ws(E + 1, sizeof(int));
     dm_ctx_reserve_scratch(x, 1024);
     return x;
 }
@@ -170,7 +172,7 @@ void dm_ctx_free(dm_ctx *x)
     void *bufs[] = { x->x, x->a, x->cq, x->q, x->kv, x->qn, x->q_abs, x->qcat, x->z, x->oh, x->o_in, x->blk_out,
                      x->iq, x->iw, x->ik, x->sel, x->n_sel, x->scratch, x->h1, x->h2, x->r_logits,
                      x->r_scores, x->r_tmp, x->r_sel, x->r_gate, x->ex_count, x->ex_slot, x->ex_row,
-                     x->ex_x, x->ex_h1, x->ex_h2, x->ex_y, x->obs_out, x->emb2 };
+                     x->ex_x, x->ex_h1, x->ex_h2, x->ex_y, x->obs_out, x->emb2, x->jobs, x->job_expert };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dm_aligned_free(bufs[i]);
     free(x->row_seq);
@@ -207,17 +209,6 @@ float *dm_ctx_thread_scratch(dm_ctx *x)
 #endif
     DM_ASSERT(t < x->n_threads);
     return x->scratch + (size_t)t * x->scratch_cap;
-}
-
-void dm_matmul_exact(float *y, const float *x, const dm_wmat *w, int T)
-{
-    /* Only bf16/f16 weights with batches may round activations (ops.h). */
-    if (w->fmt != DM_WFMT_BF16 && w->fmt != DM_WFMT_F16) {
-        dm_matmul(y, x, w, T);
-        return;
-    }
-    for (int t = 0; t < T; t++)
-        dm_matmul(y + (size_t)t * (size_t)w->rows, x + (size_t)t * (size_t)w->cols, w, 1);
 }
 
 /* ---- the layers -------------------------------------------------------------- */

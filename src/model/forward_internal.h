@@ -53,6 +53,8 @@ struct dm_ctx {
     float *ex_h1, *ex_h2;       /* [B·K][I] */
     float *ex_y;                /* [B·K][D] expert outputs */
     float *obs_out;             /* [B][K][D] expert outputs by (row, k), only when observing */
+    dm_mm_job *jobs;            /* [3·(Emax+1)] batched expert products */
+    int *job_expert;            /* [Emax+1] */
 
     float *emb2;                /* [B][2D] MTP: [enorm(e); hnorm(h)] */
 };
@@ -103,10 +105,6 @@ void dm_route_token(const dm_router_params *p, const float *logits, const float 
 /* Feed-forward blocks: read f = c->a ([T][D]), write c->blk_out. */
 void dm_mlp_forward(dm_ctx *c, int l, const dm_mlp_w *w, dm_linear first, int T, float *out);
 void dm_moe_forward(dm_ctx *c, int l, int T);
-
-/* Matmul that never rounds activations (router, indexer): selection is
- * discontinuous, so it must see exactly what the reference sees. */
-void dm_matmul_exact(float *y, const float *x, const dm_wmat *w, int T);
 
 /* One decoder layer over the T rows in c->x (in place). */
 void dm_layer_forward(dm_ctx *c, int l, int T);

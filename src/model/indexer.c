@@ -13,7 +13,6 @@
  * runs with f32 activations: top-k is discontinuous (arch.md §8.13). */
 #include "model/forward_internal.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -70,8 +69,7 @@ static void select_row(dm_ctx *c, int l, int i)
     const float *keys = c->row_seq[i]->idx_k[l];
     const float *q = c->iq + (size_t)i * IH * ID;
     const float *w = c->iw + (size_t)i * IH;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, IH, n, ID, (float)(1.0 / sqrt((double)ID)), q, ID, keys,
-                ID, 0.0f, head_scores, n);
+    dm_sgemm(IH, n, ID, (float)(1.0 / sqrt((double)ID)), q, ID, keys, ID, true, 0.0f, head_scores, n);
     for (int t = 0; t < n; t++)
         score[t] = 0;
     for (int j = 0; j < IH; j++) {

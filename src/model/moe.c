@@ -88,30 +88,62 @@ static void observe_moe(dm_ctx *c, int l, int T)
     c->obs.moe(c->obs.user, &o);
 }
 
+/* Every routed expert with rows, plus the shared expert, as one batch of
+ * products: all gate/up projections in one dm_matmul_many, then all down
+ * projections in another (decode runs ~20 small products per layer; one
+ * barrier each instead of one per product). */
+static void run_experts(dm_ctx *c, int l, int T)
+{
+    const dm_config *cfg = &c->m->cfg;
+    const dm_moe_w *moe = &c->m->layers[l].moe;
+    const int E = moe->n_experts, D = cfg->hidden_size, I = cfg->moe_intermediate_size;
+    const int Is = I * cfg->n_shared_experts;
+    dm_mm_job *up = c->jobs, *down = c->jobs + 2 * (E + 1);
+    int *expert_of = c->job_expert;   /* expert id of down[j], -1 for the shared expert */
+    int n_up = 0, n_down = 0;
+    for (int e = 0; e <= E; e++) {
+        bool shared = e == E;
+        if (shared && !moe->has_shared)
+            break;
+        const int s0 = shared ? 0 : c->ex_count[e], n = shared ? T : c->ex_count[e + 1] - s0;
+        if (n == 0)
+            continue;
+        const dm_mlp_w *w = shared ? &moe->shared : &moe->experts[e];
+        const float *x = shared ? c->a : c->ex_x + (size_t)s0 * D;
+        float *h1 = shared ? c->h1 : c->ex_h1 + (size_t)s0 * I, *h2 = shared ? c->h2 : c->ex_h2 + (size_t)s0 * I;
+        float *y = shared ? c->blk_out : c->ex_y + (size_t)s0 * D;
+        dm_linear first = shared ? DM_LIN_SHEXP_GATE : DM_LIN_EXP_GATE;
+        dm_observe_linear(c, l, first, shared ? -1 : e, x, n, D);
+        dm_observe_linear(c, l, (dm_linear)(first + 1), shared ? -1 : e, x, n, D);
+        up[n_up++] = (dm_mm_job){ h1, x, &w->gate, n, false };
+        up[n_up++] = (dm_mm_job){ h2, x, &w->up, n, false };
+        expert_of[n_down] = shared ? -1 : e;
+        down[n_down++] = (dm_mm_job){ y, h1, &w->down, n, false };
+    }
+    dm_matmul_many(up, n_up);
+    for (int j = 0; j < n_down; j++) {
+        dm_silu_mul(up[2 * j].y, up[2 * j].y, up[2 * j + 1].y, (int64_t)up[2 * j].T * up[2 * j].w->rows);
+        bool shared = expert_of[j] < 0;
+        dm_observe_linear(c, l, shared ? DM_LIN_SHEXP_DOWN : DM_LIN_EXP_DOWN, expert_of[j], down[j].x, down[j].T,
+                          shared ? Is : I);
+    }
+    dm_matmul_many(down, n_down);
+    if (!moe->has_shared)
+        memset(c->blk_out, 0, (size_t)T * D * sizeof(float));
+}
+
 void dm_moe_forward(dm_ctx *c, int l, int T)
 {
     const dm_config *cfg = &c->m->cfg;
     const dm_moe_w *moe = &c->m->layers[l].moe;
     const int E = moe->n_experts, K = cfg->n_experts_per_tok, D = cfg->hidden_size;
-    const int I = cfg->moe_intermediate_size;
 
     route(c, l, T);
     group_by_expert(c, E, K, T);
-    for (int e = 0; e < E; e++) {
-        int s0 = c->ex_count[e], n = c->ex_count[e + 1] - s0;
-        if (n == 0)
-            continue;
-        swiglu(c, l, &moe->experts[e], DM_LIN_EXP_GATE, e, c->ex_x + (size_t)s0 * D, n,
-               c->ex_h1 + (size_t)s0 * I, c->ex_h2 + (size_t)s0 * I, c->ex_y + (size_t)s0 * D);
-    }
+    run_experts(c, l, T);
     if (c->obs.moe)
         observe_moe(c, l, T);
-
     float *out = c->blk_out;
-    if (moe->has_shared)
-        swiglu(c, l, &moe->shared, DM_LIN_SHEXP_GATE, -1, c->a, T, c->h1, c->h2, out);
-    else
-        memset(out, 0, (size_t)T * D * sizeof(float));
     for (int i = 0; i < T; i++)
         for (int k = 0; k < K; k++)
             dm_axpy(out + (size_t)i * D, c->r_gate[(size_t)i * K + k],

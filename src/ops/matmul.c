@@ -139,7 +139,7 @@ const dm_mm_isa *dm_mm_isa_best(void)
 
 /* ---- per-thread scratch -------------------------------------------------------- */
 
-enum { SCR_X, SCR_A, SCR_C, SCR_S, SCR_COUNT };
+enum { SCR_X, SCR_A, SCR_C, SCR_S, SCR_JOBS, SCR_COUNT };
 
 static _Thread_local struct { void *p; size_t n; } tls_scr[SCR_COUNT];
 
@@ -178,12 +178,30 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
  * T above DM_MM_DECODE_T every chunk gets several passes of <= that many
  * tokens (sizes as equal as possible) while it sits in L2, so the weights
  * still come from memory once. */
-static void matmul_decode(const dm_mm_isa *isa, float *y, const float *x, const dm_wmat *w, int T)
+/* Rows per streaming chunk of w: about STREAM_CHUNK_BYTES, a multiple of 4. */
+static int64_t stream_chunk_rows(const dm_wmat *w)
+{
+    int64_t chunk = (int64_t)(STREAM_CHUNK_BYTES / (w->row_stride ? w->row_stride : 1));
+    return (chunk < 16 ? 16 : chunk + 3) & ~(int64_t)3;
+}
+
+/* Rows [r, r+nr) of y = x·Wᵀ, in passes of <= DM_MM_DECODE_T tokens. */
+static void stream_rows(const dm_mm_isa *isa, float *y, const float *x, const dm_wmat *w, int T, int64_t r,
+                        int64_t nr, float *xs)
 {
     const int64_t N = w->rows, K = w->cols;
     const int passes = (T + DM_MM_DECODE_T - 1) / DM_MM_DECODE_T;
-    int64_t chunk = (int64_t)(STREAM_CHUNK_BYTES / (w->row_stride ? w->row_stride : 1));
-    chunk = (chunk < 16 ? 16 : chunk + 3) & ~(int64_t)3;
+    for (int p = 0, t0 = 0; p < passes; p++) {
+        const int tp = (T - t0) / (passes - p);
+        isa->rowdot(w, r, nr, x + (size_t)t0 * (size_t)K, K, tp, y + (size_t)t0 * (size_t)N + r, N, xs);
+        t0 += tp;
+    }
+}
+
+static void matmul_decode(const dm_mm_isa *isa, float *y, const float *x, const dm_wmat *w, int T)
+{
+    const int64_t N = w->rows, K = w->cols;
+    const int64_t chunk = stream_chunk_rows(w);
     const int64_t nchunk = (N + chunk - 1) / chunk;
     int nth = mm_threads((double)N * (double)K * T);
     if (nth > nchunk)
@@ -193,12 +211,8 @@ OMP("omp parallel num_threads(nth) if (nth > 1)")
         float *xs = scratch(SCR_X, (size_t)(DM_MM_DECODE_T * DM_MM_XS_LD(K)) * 4);
 OMP("omp for schedule(dynamic, 1)")
         for (int64_t c = 0; c < nchunk; c++) {
-            const int64_t r = c * chunk, nr = min64(chunk, N - r);
-            for (int p = 0, t0 = 0; p < passes; p++) {
-                const int tp = (T - t0) / (passes - p);
-                isa->rowdot(w, r, nr, x + (size_t)t0 * (size_t)K, K, tp, y + (size_t)t0 * (size_t)N + r, N, xs);
-                t0 += tp;
-            }
+            const int64_t r = c * chunk;
+            stream_rows(isa, y, x, w, T, r, min64(chunk, N - r), xs);
         }
     }
 }
@@ -362,6 +376,67 @@ void dm_matmul_isa(const dm_mm_isa *isa, dm_mm_act act, float *y, const float *x
 void dm_matmul(float *y, const float *x, const dm_wmat *w, int T)
 {
     dm_matmul_isa(dm_mm_isa_best(), dm_ops_precise() ? DM_MM_ACT_F32 : DM_MM_ACT_BF16, y, x, w, T);
+}
+
+void dm_matmul_exact(float *y, const float *x, const dm_wmat *w, int T)
+{
+    dm_matmul_isa(dm_mm_isa_best(), DM_MM_ACT_F32, y, x, w, T);
+}
+
+typedef struct job_chunk {
+    int job;
+    int64_t r, nr;
+} job_chunk;
+
+/* The decode-regime jobs share one parallel region: all their row chunks go
+ * into one dynamic loop, so n products cost one barrier instead of n (MoE
+ * decode runs ~20 small products per layer). Each chunk runs exactly as in
+ * matmul_decode, so results are identical to separate calls. Larger jobs go
+ * through dm_matmul_isa one by one. */
+void dm_matmul_many(const dm_mm_job *jobs, int n)
+{
+    const dm_mm_isa *isa = dm_mm_isa_best();
+    int64_t nchunk = 0, max_k = 1;
+    double macs = 0;
+    for (int j = 0; j < n; j++) {
+        const dm_mm_job *jb = &jobs[j];
+        DM_ASSERT(jb->T >= 0 && dm_wfmt_cols_ok(jb->w->fmt, jb->w->cols));
+        if (jb->T == 0 || jb->w->rows == 0)
+            continue;
+        if (jb->T > DM_MM_STREAM_T) {
+            dm_mm_act act = jb->exact || dm_ops_precise() ? DM_MM_ACT_F32 : DM_MM_ACT_BF16;
+            dm_matmul_isa(isa, act, jb->y, jb->x, jb->w, jb->T);
+            continue;
+        }
+        const int64_t chunk = stream_chunk_rows(jb->w);
+        nchunk += (jb->w->rows + chunk - 1) / chunk;
+        max_k = jb->w->cols > max_k ? jb->w->cols : max_k;
+        macs += (double)jb->w->rows * (double)jb->w->cols * jb->T;
+    }
+    if (nchunk == 0)
+        return;
+    job_chunk *list = scratch(SCR_JOBS, (size_t)nchunk * sizeof(job_chunk));
+    int64_t c = 0;
+    for (int j = 0; j < n; j++) {
+        const dm_mm_job *jb = &jobs[j];
+        if (jb->T == 0 || jb->w->rows == 0 || jb->T > DM_MM_STREAM_T)
+            continue;
+        const int64_t chunk = stream_chunk_rows(jb->w);
+        for (int64_t r = 0; r < jb->w->rows; r += chunk)
+            list[c++] = (job_chunk){ j, r, min64(chunk, jb->w->rows - r) };
+    }
+    int nth = mm_threads(macs);
+    if (nth > nchunk)
+        nth = (int)nchunk;
+OMP("omp parallel num_threads(nth) if (nth > 1)")
+    {
+        float *xs = scratch(SCR_X, (size_t)(DM_MM_DECODE_T * DM_MM_XS_LD(max_k)) * 4);
+OMP("omp for schedule(dynamic, 1)")
+        for (int64_t i = 0; i < nchunk; i++) {
+            const dm_mm_job *jb = &jobs[list[i].job];
+            stream_rows(isa, jb->y, jb->x, jb->w, jb->T, list[i].r, list[i].nr, xs);
+        }
+    }
 }
 
 void dm_matmul_ref(float *y, const float *x, const dm_wmat *w, int T)

@@ -15,6 +15,24 @@
 /* y[T][N] = x[T][K] · Wᵀ, W = w ([N][K], any dm_wfmt). Multithreaded over N.
  * Weights are read where they lie; quantized rows are decoded tile by tile. */
 void dm_matmul(float *y, const float *x, const dm_wmat *w, int T);
+/* dm_matmul that never rounds activations, whatever the precision policy:
+ * for products feeding a discontinuous choice (router, indexer top-k), which
+ * must see exactly what the reference sees. */
+void dm_matmul_exact(float *y, const float *x, const dm_wmat *w, int T);
+/* One of several independent products for dm_matmul_many. */
+typedef struct dm_mm_job {
+    float *y;                 /* [T][N] */
+    const float *x;           /* [T][K] */
+    const dm_wmat *w;         /* [N][K] */
+    int T;
+    bool exact;               /* as dm_matmul_exact */
+} dm_mm_job;
+
+/* Runs the jobs as dm_matmul (or dm_matmul_exact) would, with identical
+ * results, but schedules the small ones together: one parallel region and
+ * one barrier for all of them (MoE decode: every selected expert's gate and
+ * up projection in one call). Outputs must not overlap inputs. */
+void dm_matmul_many(const dm_mm_job *jobs, int n);
 /* Scalar reference of dm_matmul (decode each row, float64 accumulation). */
 void dm_matmul_ref(float *y, const float *x, const dm_wmat *w, int T);
 
@@ -29,6 +47,13 @@ void dm_matmul_xw_ref(float *y, const float *x, const dm_wmat *w, int T);
  * activations in f32 everywhere (used by the reference-comparison tests). */
 void dm_ops_set_precise(bool precise);
 bool dm_ops_precise(void);
+
+/* C[M][N] = alpha·A[M][K]·B + beta·C (row-major), where B is stored [N][K]
+ * (trans_b) or [K][N]. OpenBLAS on the calling thread only: callers
+ * parallelize around it, and OpenBLAS's own pool would spin against
+ * OpenMP's. */
+void dm_sgemm(int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb, bool trans_b,
+              float beta, float *C, int ldc);
 
 /* ---- vector ops ----------------------------------------------------------- */
 
