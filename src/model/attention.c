@@ -24,20 +24,22 @@ static void project_qkv(dm_ctx *c, int l, int T)
     const int D = cfg->hidden_size, H = cfg->n_heads, R = cfg->kv_lora_rank, P = cfg->qk_rope_dim;
     const int N = cfg->qk_nope_dim, QH = N + P;
 
+    /* the projections that read `a` go out as one batch */
+    dm_observe_linear(c, l, DM_LIN_KV_A, -1, c->a, T, D);
     if (cfg->q_lora_rank > 0) {
         const int Q = cfg->q_lora_rank;
         dm_observe_linear(c, l, DM_LIN_Q_A, -1, c->a, T, D);
-        dm_matmul(c->cq, c->a, &a->q_a, T);
+        dm_mm_job jobs[2] = { { c->cq, c->a, &a->q_a, T, false }, { c->kv, c->a, &a->kv_a, T, false } };
+        dm_matmul_many(jobs, 2);
         for (int i = 0; i < T; i++)   /* HF builds the latent norms with eps 1e-6 (arch.md §2.2) */
             dm_rmsnorm(c->cq + (size_t)i * Q, c->cq + (size_t)i * Q, a->q_a_norm, Q, 1e-6f);
         dm_observe_linear(c, l, DM_LIN_Q_B, -1, c->cq, T, Q);
         dm_matmul(c->q, c->cq, &a->q_b, T);
     } else {
         dm_observe_linear(c, l, DM_LIN_Q_PROJ, -1, c->a, T, D);
-        dm_matmul(c->q, c->a, &a->q_proj, T);
+        dm_mm_job jobs[2] = { { c->q, c->a, &a->q_proj, T, false }, { c->kv, c->a, &a->kv_a, T, false } };
+        dm_matmul_many(jobs, 2);
     }
-    dm_observe_linear(c, l, DM_LIN_KV_A, -1, c->a, T, D);
-    dm_matmul(c->kv, c->a, &a->kv_a, T);
     for (int i = 0; i < T; i++) {
         float *kv = c->kv + (size_t)i * (R + P);
         dm_rmsnorm(kv, kv, a->kv_a_norm, R, 1e-6f);
@@ -48,7 +50,8 @@ static void project_qkv(dm_ctx *c, int l, int T)
     }
 }
 
-/* qcat[i][h] = [W_UK[h]ᵀ·q_nope[i][h] ; q_pe[i][h]], head by head. */
+/* qcat[i][h] = [W_UK[h]ᵀ·q_nope[i][h] ; q_pe[i][h]]. Heads are spread over
+ * the threads: one head's product is too small to split (192×512 in GLM-5). */
 static void absorb_queries(dm_ctx *c, int l, int T)
 {
     const dm_config *cfg = &c->m->cfg;
@@ -56,17 +59,19 @@ static void absorb_queries(dm_ctx *c, int l, int T)
     const int H = cfg->n_heads, R = cfg->kv_lora_rank, P = cfg->qk_rope_dim;
     const int N = cfg->qk_nope_dim, Dv = cfg->v_head_dim, QH = N + P;
 
+    #pragma omp parallel for schedule(dynamic, 1)
     for (int h = 0; h < H; h++) {
+        float *qn = dm_ctx_thread_scratch(c), *qa = qn + (size_t)T * N;   /* [T][N], [T][R] */
         dm_wmat w_uk = dm_wmat_rows(&a->kv_b, (int64_t)h * (N + Dv), N);
         for (int i = 0; i < T; i++)
-            memcpy(c->qn + (size_t)i * N, c->q + ((size_t)i * H + h) * QH, (size_t)N * sizeof(float));
+            memcpy(qn + (size_t)i * N, c->q + ((size_t)i * H + h) * QH, (size_t)N * sizeof(float));
         if (N > 0)
-            dm_matmul_xw(c->q_abs, c->qn, &w_uk, T);
+            dm_matmul_xw(qa, qn, &w_uk, T);
         else
-            memset(c->q_abs, 0, (size_t)T * R * sizeof(float));
+            memset(qa, 0, (size_t)T * R * sizeof(float));
         for (int i = 0; i < T; i++) {
             float *dst = c->qcat + ((size_t)i * H + h) * (R + P);
-            memcpy(dst, c->q_abs + (size_t)i * R, (size_t)R * sizeof(float));
+            memcpy(dst, qa + (size_t)i * R, (size_t)R * sizeof(float));
             memcpy(dst + R, c->q + ((size_t)i * H + h) * QH + N, (size_t)P * sizeof(float));
         }
     }
@@ -123,19 +128,22 @@ static void attend(dm_ctx *c, int l, int T)
         }
 }
 
-/* o_in[i][h] = W_UV[h]·z[i][h], then out = o_proj·o_in. */
+/* o_in[i][h] = W_UV[h]·z[i][h] (heads spread over the threads), then
+ * out = o_proj·o_in. */
 static void project_out(dm_ctx *c, int l, int T)
 {
     const dm_config *cfg = &c->m->cfg;
     const dm_attn_w *a = &c->m->layers[l].attn;
     const int H = cfg->n_heads, R = cfg->kv_lora_rank, N = cfg->qk_nope_dim, Dv = cfg->v_head_dim;
+    #pragma omp parallel for schedule(dynamic, 1)
     for (int h = 0; h < H; h++) {
+        float *zh = dm_ctx_thread_scratch(c), *oh = zh + (size_t)T * R;   /* [T][R], [T][Dv] */
         dm_wmat w_uv = dm_wmat_rows(&a->kv_b, (int64_t)h * (N + Dv) + N, Dv);
         for (int i = 0; i < T; i++)
-            memcpy(c->q_abs + (size_t)i * R, c->z + ((size_t)i * H + h) * R, (size_t)R * sizeof(float));
-        dm_matmul(c->oh, c->q_abs, &w_uv, T);
+            memcpy(zh + (size_t)i * R, c->z + ((size_t)i * H + h) * R, (size_t)R * sizeof(float));
+        dm_matmul(oh, zh, &w_uv, T);
         for (int i = 0; i < T; i++)
-            memcpy(c->o_in + ((size_t)i * H + h) * Dv, c->oh + (size_t)i * Dv, (size_t)Dv * sizeof(float));
+            memcpy(c->o_in + ((size_t)i * H + h) * Dv, oh + (size_t)i * Dv, (size_t)Dv * sizeof(float));
     }
     dm_observe_linear(c, l, DM_LIN_O, -1, c->o_in, T, H * Dv);
     dm_matmul(c->blk_out, c->o_in, &a->o, T);
@@ -163,6 +171,8 @@ void dm_attention_forward(dm_ctx *c, int l, int T)
     else if (!cfg->has_indexer)
         dm_indexer_select_all(c, T);
     /* else: a shared layer keeps the selection of the last full layer (arch.md §3.5) */
+    const size_t per_head = (size_t)T * (size_t)(cfg->qk_nope_dim + cfg->kv_lora_rank + cfg->v_head_dim);
+    dm_ctx_reserve_scratch(c, per_head);
     absorb_queries(c, l, T);
     attend(c, l, T);
     project_out(c, l, T);

@@ -22,35 +22,30 @@ void dm_indexer_select_all(dm_ctx *c, int T)
         c->n_sel[i] = -1;
 }
 
-/* Indexer keys of the T rows, normalized, rotated and cached. */
-static void index_keys(dm_ctx *c, int l, int T)
+/* The indexer's projections (one batch), then keys normalized, rotated
+ * and cached, queries rotated, head weights scaled. */
+static void project(dm_ctx *c, int l, int T)
 {
     const dm_config *cfg = &c->m->cfg;
     const dm_attn_w *a = &c->m->layers[l].attn;
-    const int ID = cfg->index_head_dim;
-    dm_observe_linear(c, l, DM_LIN_IDX_WK, -1, c->a, T, cfg->hidden_size);
-    dm_matmul_exact(c->ik, c->a, &a->idx_wk, T);
+    const int IH = cfg->index_n_heads, ID = cfg->index_head_dim, D = cfg->hidden_size;
+    dm_observe_linear(c, l, DM_LIN_IDX_WK, -1, c->a, T, D);
+    dm_observe_linear(c, l, DM_LIN_IDX_WEIGHTS, -1, c->a, T, D);
+    dm_observe_linear(c, l, DM_LIN_IDX_WQ_B, -1, c->cq, T, cfg->q_lora_rank);
+    dm_mm_job jobs[3] = {
+        { c->ik, c->a, &a->idx_wk, T, true },
+        { c->iw, c->a, &a->idx_weights, T, true },
+        { c->iq, c->cq, &a->idx_wq_b, T, true },
+    };
+    dm_matmul_many(jobs, 3);
     for (int i = 0; i < T; i++) {
         float *k = c->ik + (size_t)i * ID;
         dm_layernorm(k, k, a->idx_k_norm_w, a->idx_k_norm_b, ID, 1e-6f);   /* LayerNorm, eps 1e-6 (arch.md §8.4) */
         dm_rope_apply(k, &cfg->index_rope, c->m->rope_inv_freq, c->row_pos[i]);
         memcpy(c->row_seq[i]->idx_k[l] + (size_t)c->row_pos[i] * ID, k, (size_t)ID * sizeof(float));
-    }
-}
-
-/* Indexer queries (rotated) and per-head weights of the T rows. */
-static void index_queries(dm_ctx *c, int l, int T)
-{
-    const dm_config *cfg = &c->m->cfg;
-    const dm_attn_w *a = &c->m->layers[l].attn;
-    const int IH = cfg->index_n_heads, ID = cfg->index_head_dim;
-    dm_observe_linear(c, l, DM_LIN_IDX_WQ_B, -1, c->cq, T, cfg->q_lora_rank);
-    dm_matmul_exact(c->iq, c->cq, &a->idx_wq_b, T);
-    for (int i = 0; i < T; i++)
         for (int j = 0; j < IH; j++)
             dm_rope_apply(c->iq + ((size_t)i * IH + j) * ID, &cfg->index_rope, c->m->rope_inv_freq, c->row_pos[i]);
-    dm_observe_linear(c, l, DM_LIN_IDX_WEIGHTS, -1, c->a, T, cfg->hidden_size);
-    dm_matmul_exact(c->iw, c->a, &a->idx_weights, T);
+    }
     dm_scale(c->iw, (float)(1.0 / sqrt((double)IH)), (int64_t)T * IH);
 }
 
@@ -84,8 +79,7 @@ static void select_row(dm_ctx *c, int l, int i)
 void dm_indexer_forward(dm_ctx *c, int l, int T)
 {
     const dm_config *cfg = &c->m->cfg;
-    index_keys(c, l, T);
-    index_queries(c, l, T);
+    project(c, l, T);
     int max_pos = 0;
     for (int i = 0; i < T; i++)
         max_pos = c->row_pos[i] > max_pos ? c->row_pos[i] : max_pos;
