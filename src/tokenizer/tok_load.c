@@ -402,15 +402,22 @@ static size_t token_raw_bytes(const char *s, uint8_t *out)
 }
 
 /* id_str, id_flags and the raw bytes of every id, from the vocab and the
- * added tokens (an added token overrides a vocab entry with the same id). */
-static void build_id_tables(dm_tokenizer *t)
+ * added tokens (an added token overrides a vocab entry with the same id).
+ * Two vocab entries sharing an id are an error: that id could not be decoded. */
+static int build_id_tables(dm_tokenizer *t, dm_err *err)
 {
     int32_t V = t->n_vocab;
     t->id_str = dm_calloc((size_t)V, sizeof *t->id_str);
     t->id_flags = dm_calloc((size_t)V, 1);
-    for (uint32_t i = 0; i < t->vocab.cap; i++)
-        if (t->vocab.slots[i].key)
-            t->id_str[t->vocab.slots[i].val] = (char *)t->vocab.slots[i].key;
+    for (uint32_t i = 0; i < t->vocab.cap; i++) {
+        if (!t->vocab.slots[i].key)
+            continue;
+        int32_t id = (int32_t)t->vocab.slots[i].val;
+        if (t->id_str[id])
+            return dm_errorf(err, "%s: model.vocab gives id %d to both \"%.40s\" and \"%.40s\"", t->name, id,
+                             t->id_str[id], (const char *)t->vocab.slots[i].key);
+        t->id_str[id] = (char *)t->vocab.slots[i].key;
+    }
     for (int i = 0; i < t->n_added; i++) {
         t->id_str[t->added[i].id] = t->added[i].content;
         t->id_flags[t->added[i].id] = TOK_F_ADDED | (t->added[i].special ? TOK_F_SPECIAL : 0);
@@ -435,6 +442,7 @@ static void build_id_tables(dm_tokenizer *t)
             t->max_bytes = (uint32_t)n;
         off += n;
     }
+    return 0;
 }
 
 /* ---- entry points ------------------------------------------------------------------- */
@@ -449,8 +457,7 @@ static int load_root(dm_tokenizer *t, const cJSON *root, char **arena, dm_err *e
         load_added(t, get(root, "added_tokens"), err) || load_pretok_top(t, get(root, "pre_tokenizer"), err) ||
         load_decoder(t, get(root, "decoder"), err))
         return -1;
-    build_id_tables(t);
-    return 0;
+    return build_id_tables(t, err);
 }
 
 int dm_tokenizer_load_json(dm_tokenizer **out, const char *json, size_t len, const char *name, dm_err *err)
