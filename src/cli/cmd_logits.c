@@ -39,15 +39,16 @@ typedef struct logits_job {
     dm_seq *seq;
     const int32_t *ids;
     int T, V, D;
-    bool decode;
+    int decode_from;   /* positions before it are one batched prefill; the rest one token at a time */
 } logits_job;
 
 /* Main-model logits and final hidden states of every position. */
 static int run_main(const logits_job *j, float *logits, float *hidden, dm_err *err)
 {
-    if (!j->decode)
-        return dm_forward(j->ctx, j->seq, j->ids, j->T, true, logits, hidden, err);
-    for (int i = 0; i < j->T; i++)
+    int p = j->decode_from < j->T ? j->decode_from : j->T;
+    if (p > 0 && dm_forward(j->ctx, j->seq, j->ids, p, true, logits, hidden, err))
+        return -1;
+    for (int i = p; i < j->T; i++)
         if (dm_forward(j->ctx, j->seq, j->ids + i, 1, true, logits + (size_t)i * j->V,
                        hidden ? hidden + (size_t)i * j->D : NULL, err))
             return -1;
@@ -57,9 +58,10 @@ static int run_main(const logits_job *j, float *logits, float *hidden, dm_err *e
 /* MTP logits of rows 0..T-2 (hidden state i with token i+1). */
 static int run_mtp(const logits_job *j, const float *hidden, float *logits, dm_err *err)
 {
-    if (!j->decode)
-        return dm_forward_mtp(j->ctx, j->seq, hidden, j->ids + 1, j->T - 1, true, logits, NULL, err);
-    for (int i = 0; i + 1 < j->T; i++)
+    int p = j->decode_from < j->T - 1 ? j->decode_from : j->T - 1;
+    if (p > 0 && dm_forward_mtp(j->ctx, j->seq, hidden, j->ids + 1, p, true, logits, NULL, err))
+        return -1;
+    for (int i = p; i + 1 < j->T; i++)
         if (dm_forward_mtp(j->ctx, j->seq, hidden + (size_t)i * j->D, j->ids + i + 1, 1, true,
                            logits + (size_t)i * j->V, NULL, err))
             return -1;
@@ -70,15 +72,17 @@ int cmd_logits(int argc, char **argv)
 {
     const char *text = NULL, *ids_arg = NULL, *out = NULL, *mtp_out = NULL;
     bool decode = false, precise = false, no_special = false;
-    int batch = 512;
+    int batch = 512, decode_from = -1, last = 0;
     const cli_opt opts[] = {
         { "--text", NULL, CLI_STR, &text, "TEXT", "text to tokenize (special tokens recognized)" },
         { "--ids", NULL, CLI_STR, &ids_arg, "1,2,3", "token ids instead of text" },
         { "--out", "-o", CLI_STR, &out, "FILE", "output .npy, float32 [T][V] (required)" },
         { "--decode", NULL, CLI_FLAG, &decode, NULL, "one token at a time through the KV cache" },
+        { "--decode-from", NULL, CLI_INT, &decode_from, "N", "prefill the first N tokens, then decode the rest" },
         { "--precise", NULL, CLI_FLAG, &precise, NULL, "keep activations in f32 in every matmul" },
         { "--mtp-out", NULL, CLI_STR, &mtp_out, "FILE", "also write the MTP head's logits [T-1][V]" },
         { "--batch", NULL, CLI_INT, &batch, "N", "rows per prefill chunk (default 512)" },
+        { "--last", NULL, CLI_INT, &last, "N", "write only the last N positions (default: all)" },
         { "--no-special", NULL, CLI_FLAG, &no_special, NULL, "treat special-token text as plain text" },
     };
     const cli_spec spec = { "logits", "MODEL_DIR ", "Writes the logits of every position as a NumPy .npy file.",
@@ -87,9 +91,11 @@ int cmd_logits(int argc, char **argv)
     int n_pos, rc = cli_parse(&spec, argc, argv, pos, &n_pos);
     if (rc != CLI_PARSED)
         return rc == CLI_HELP ? DM_EXIT_OK : DM_EXIT_USAGE;
-    if (!out || !text == !ids_arg || batch < 1)
-        return fprintf(stderr, "demolish logits: need --out and exactly one of --text or --ids (and --batch >= 1)\n"),
-               DM_EXIT_USAGE;
+    if (!out || !text == !ids_arg || batch < 1 || last < 0 || (decode && decode_from >= 0))
+        return fprintf(stderr, "demolish logits: need --out, exactly one of --text or --ids, --batch >= 1, and "
+                               "at most one of --decode / --decode-from\n"), DM_EXIT_USAGE;
+    if (decode)
+        decode_from = 0;
     dm_ops_set_precise(precise);
 
     dm_err err;
@@ -125,18 +131,20 @@ int cmd_logits(int argc, char **argv)
     float *mtp = mtp_out ? dm_malloc((size_t)(T - 1) * V * sizeof(float)) : NULL;
     dm_ctx *ctx = dm_ctx_new(m, batch);
     dm_seq *seq = dm_seq_new(m, T);
-    logits_job job = { ctx, seq, ids, T, V, D, decode };
+    logits_job job = { ctx, seq, ids, T, V, D, decode_from < 0 ? T : decode_from };
     double t0 = dm_time_sec();
     rc = run_main(&job, logits, hidden, &err);
     if (rc == 0 && mtp_out)
         rc = run_mtp(&job, hidden, mtp, &err);
     double dt = dm_time_sec() - t0;
+    int keep = last > 0 && last < T ? last : T, keep_mtp = last > 0 && last < T - 1 ? last : T - 1;
     if (rc == 0)
-        rc = cli_write_npy_f32(out, logits, T, V, &err);
+        rc = cli_write_npy_f32(out, logits + (size_t)(T - keep) * V, keep, V, &err);
     if (rc == 0 && mtp_out)
-        rc = cli_write_npy_f32(mtp_out, mtp, T - 1, V, &err);
+        rc = cli_write_npy_f32(mtp_out, mtp + (size_t)(T - 1 - keep_mtp) * V, keep_mtp, V, &err);
     if (rc == 0)
-        dm_log(1, "%d tokens, %s, %.3f s (%.1f tok/s)\n", T, decode ? "decode" : "prefill", dt, T / dt);
+        dm_log(1, "%d tokens (%d prefill, %d decode), %.3f s (%.1f tok/s)\n", T, job.decode_from < T ? job.decode_from : T,
+               T - (job.decode_from < T ? job.decode_from : T), dt, T / dt);
     dm_seq_free(seq);
     dm_ctx_free(ctx);
     free(logits);

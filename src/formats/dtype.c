@@ -142,12 +142,24 @@ static uint8_t nearest_code(float a, float (*decode)(uint8_t), int max_code)
     return (uint8_t)((lo & 1) ? hi : lo);
 }
 
+/* Round to nearest, ties to even, by bit manipulation (as dm_f32_to_bf16
+ * does): E4M3 keeps 3 of f32's 23 mantissa bits; below 2^-6 the code is
+ * the subnormal m·2^-9 with m = rint(|f|·2^9). Saturates at ±448 (no inf). */
 uint8_t dm_f32_to_e4m3(float f)
 {
     if (isnan(f))
         return 0x7f;
     uint8_t sign = signbit(f) ? 0x80 : 0;
-    return sign | nearest_code(fabsf(f), dm_e4m3_to_f32, 0x7e);
+    float a = fabsf(f);
+    if (a >= 448.0f)
+        return sign | 0x7e;
+    if (a < 0x1p-6f)                                   /* subnormal (or rounds up to 2^-6 = code 8) */
+        return sign | (uint8_t)nearbyintf(a * 512.0f);
+    uint32_t u = f32_bits(a);
+    u += 0x7ffffu + ((u >> 20) & 1);                   /* round the 20 dropped bits to even */
+    uint32_t exp = (u >> 23) - 120, man = (u >> 20) & 7;   /* rebias 127 -> 7 */
+    uint32_t code = (exp << 3) | man;
+    return sign | (uint8_t)(code > 0x7e ? 0x7e : code);
 }
 
 float dm_e5m2_to_f32(uint8_t b)
