@@ -10,6 +10,8 @@
 
 #include "core/core.h"
 
+#include <string.h>
+
 /* ---- dtypes (safetensors names) ------------------------------------------ */
 
 typedef enum dm_dtype {
@@ -58,6 +60,21 @@ uint8_t dm_f32_to_e8m0_floor(float f);  /* largest power of two <= f, clamped to
                                            0 (2^-127) for f <= 0 or NaN */
 extern const float dm_e2m1_values[16];  /* FP4 E2M1 code -> value */
 uint8_t dm_f32_to_e2m1(float f);        /* nearest code, ties to even code */
+
+/* Loads from mapped bytes, which need not be aligned. */
+static inline float dm_load_f32(const uint8_t *p)
+{
+    float v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline uint16_t dm_load_u16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
 
 /* Reads element i of a raw array of `t` as float (any float/int dtype). */
 double dm_dtype_read(dm_dtype t, const uint8_t *base, int64_t i);

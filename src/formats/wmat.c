@@ -102,20 +102,6 @@ dm_wmat dm_wmat_rows(const dm_wmat *w, int64_t r0, int64_t n)
     return v;
 }
 
-static float load_f32(const uint8_t *p)
-{
-    float v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static uint16_t load_u16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-
 void dm_wmat_row_f32(const dm_wmat *w, int64_t r, float *dst)
 {
     DM_ASSERT(r >= 0 && r < w->rows);
@@ -127,16 +113,16 @@ void dm_wmat_row_f32(const dm_wmat *w, int64_t r, float *dst)
         break;
     case DM_WFMT_F16:
         for (int64_t j = 0; j < K; j++)
-            dst[j] = dm_f16_to_f32(load_u16(row + 2 * j));
+            dst[j] = dm_f16_to_f32(dm_load_u16(row + 2 * j));
         break;
     case DM_WFMT_BF16:
         for (int64_t j = 0; j < K; j++)
-            dst[j] = dm_bf16_to_f32(load_u16(row + 2 * j));
+            dst[j] = dm_bf16_to_f32(dm_load_u16(row + 2 * j));
         break;
     case DM_WFMT_FP8: {
         const uint8_t *srow = w->scale + (size_t)((w->row0 + r) / DM_FP8_BLOCK) * w->scale_stride;
         for (int64_t j = 0; j < K; j++)
-            dst[j] = dm_e4m3_to_f32(row[j]) * load_f32(srow + 4 * (size_t)(j / DM_FP8_BLOCK));
+            dst[j] = dm_e4m3_to_f32(row[j]) * dm_load_f32(srow + 4 * (size_t)(j / DM_FP8_BLOCK));
         break;
     }
     case DM_WFMT_NVFP4: {

@@ -129,11 +129,8 @@ dm_ctx *dm_ctx_new(const dm_model *m, int max_batch)
     x->cq = ws(B * (size_t)(c->q_lora_rank > 0 ? c->q_lora_rank : 1), 4);
     x->q = ws(B * H * (N + P), 4);
     x->kv = ws(B * (R + P), 4);
-    x->qn = ws(B * (N > 0 ? N : 1), 4);
-    x->q_abs = ws(B * R, 4);
     x->qcat = ws(B * H * (R + P), 4);
     x->z = ws(B * H * R, 4);
-    x->oh = ws(B * Dv, 4);
     x->o_in = ws(B * H * Dv, 4);
     x->blk_out = ws(B * D, 4);
     if (c->has_indexer) {
@@ -169,7 +166,7 @@ void dm_ctx_free(dm_ctx *x)
 {
     if (!x)
         return;
-    void *bufs[] = { x->x, x->a, x->cq, x->q, x->kv, x->qn, x->q_abs, x->qcat, x->z, x->oh, x->o_in, x->blk_out,
+    void *bufs[] = { x->x, x->a, x->cq, x->q, x->kv, x->qcat, x->z, x->o_in, x->blk_out,
                      x->iq, x->iw, x->ik, x->sel, x->n_sel, x->scratch, x->h1, x->h2, x->r_logits,
                      x->r_scores, x->r_tmp, x->r_sel, x->r_gate, x->ex_count, x->ex_slot, x->ex_row,
                      x->ex_x, x->ex_h1, x->ex_h2, x->ex_y, x->obs_out, x->emb2, x->jobs, x->job_expert };

@@ -24,11 +24,8 @@ struct dm_ctx {
     float *cq;                  /* [B][q_lora] q latent after q_a_layernorm */
     float *q;                   /* [B][H][N+P] queries */
     float *kv;                  /* [B][R+P] kv_a output (latent normed in place, rope key rotated) */
-    float *qn;                  /* [B][N] one head's nope queries, gathered */
-    float *q_abs;               /* [B][R] one head's absorbed queries W_UKᵀ·q_nope, or one head's z */
     float *qcat;                /* [B][H][R+P] per row: absorbed queries then rotated q_pe */
     float *z;                   /* [B][H][R] attention-weighted latents */
-    float *oh;                  /* [B][Dv] one head's output */
     float *o_in;                /* [B][H·Dv] o_proj input */
     float *blk_out;             /* [B][D] attention or FFN output */
 

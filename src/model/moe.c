@@ -12,24 +12,17 @@
 #include <omp.h>
 #endif
 
-/* out[T][D] = down(silu(gate·x) ⊙ up·x) for the T rows of x. first is the
- * DM_LIN_* id of the gate projection (up and down follow it). */
-static void swiglu(dm_ctx *c, int l, const dm_mlp_w *w, dm_linear first, int expert, const float *x, int T,
-                   float *h1, float *h2, float *out)
-{
-    const int64_t I = w->gate.rows, D = w->gate.cols;
-    dm_observe_linear(c, l, first, expert, x, T, (int)D);
-    dm_observe_linear(c, l, (dm_linear)(first + 1), expert, x, T, (int)D);
-    dm_matmul(h1, x, &w->gate, T);
-    dm_matmul(h2, x, &w->up, T);
-    dm_silu_mul(h1, h1, h2, (int64_t)T * I);
-    dm_observe_linear(c, l, (dm_linear)(first + 2), expert, h1, T, (int)I);
-    dm_matmul(out, h1, &w->down, T);
-}
-
+/* The dense MLP: out[T][D] = down(silu(gate·a) ⊙ up·a), gate and up as one batch. */
 void dm_mlp_forward(dm_ctx *c, int l, const dm_mlp_w *w, dm_linear first, int T, float *out)
 {
-    swiglu(c, l, w, first, -1, c->a, T, c->h1, c->h2, out);
+    const int64_t I = w->gate.rows, D = w->gate.cols;
+    dm_observe_linear(c, l, first, -1, c->a, T, (int)D);
+    dm_observe_linear(c, l, (dm_linear)(first + 1), -1, c->a, T, (int)D);
+    dm_mm_job jobs[2] = { { c->h1, c->a, &w->gate, T, false }, { c->h2, c->a, &w->up, T, false } };
+    dm_matmul_many(jobs, 2);
+    dm_silu_mul(c->h1, c->h1, c->h2, (int64_t)T * I);
+    dm_observe_linear(c, l, (dm_linear)(first + 2), -1, c->h1, T, (int)I);
+    dm_matmul(out, c->h1, &w->down, T);
 }
 
 /* Router logits, scores, selection and gates for the T rows. */

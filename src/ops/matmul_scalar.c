@@ -6,20 +6,6 @@
 
 #include <string.h>
 
-static float load_f32(const uint8_t *p)
-{
-    float v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-static uint16_t load_u16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-
 /* E2M1 code of element k of a packed FP4 row. */
 static int fp4_code(const uint8_t *row, int64_t k)
 {
@@ -38,17 +24,17 @@ void dm_mm_dec_f32_scalar(const dm_wmat *w, int64_t r, int64_t k0, int64_t n, fl
         break;
     case DM_WFMT_F16:
         for (int64_t j = 0; j < n; j++)
-            dst[j] = dm_f16_to_f32(load_u16(row + 2 * (k0 + j)));
+            dst[j] = dm_f16_to_f32(dm_load_u16(row + 2 * (k0 + j)));
         break;
     case DM_WFMT_BF16:
         for (int64_t j = 0; j < n; j++)
-            dst[j] = dm_bf16_to_f32(load_u16(row + 2 * (k0 + j)));
+            dst[j] = dm_bf16_to_f32(dm_load_u16(row + 2 * (k0 + j)));
         break;
     case DM_WFMT_FP8: {
         const uint8_t *srow = w->scale + (size_t)((w->row0 + r) / DM_FP8_BLOCK) * w->scale_stride;
         for (int64_t j = 0; j < n; j++) {
             int64_t k = k0 + j;
-            dst[j] = lut4[row[k]] * load_f32(srow + 4 * (size_t)(k / DM_FP8_BLOCK));
+            dst[j] = lut4[row[k]] * dm_load_f32(srow + 4 * (size_t)(k / DM_FP8_BLOCK));
         }
         break;
     }
