@@ -48,13 +48,25 @@ void cli_print_help(const cli_spec *spec, FILE *f);
 int cli_fail(const dm_err *err);
 int cli_failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Writes a float32 array of shape [rows][cols] as a NumPy .npy (v1.0), atomically. */
-int cli_write_npy_f32(const char *path, const float *data, int64_t rows, int64_t cols, dm_err *err);
+
+/* A command made of subcommands: one table, dispatched by cli_dispatch
+ * (which prints the command's usage for --help or a bad subcommand). */
+typedef struct cli_sub {
+    const char *name;
+    int (*run)(int argc, char **argv);   /* argv[0] is the subcommand */
+    const char *summary;
+} cli_sub;
+
+int cli_dispatch(const char *command, const cli_sub *subs, int n, int argc, char **argv);
 
 int cmd_info(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_corpus(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

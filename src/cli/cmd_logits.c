@@ -138,10 +138,11 @@ int cmd_logits(int argc, char **argv)
         rc = run_mtp(&job, hidden, mtp, &err);
     double dt = dm_time_sec() - t0;
     int keep = last > 0 && last < T ? last : T, keep_mtp = last > 0 && last < T - 1 ? last : T - 1;
+    int64_t shape[2] = { keep, V }, mshape[2] = { keep_mtp, V };
     if (rc == 0)
-        rc = cli_write_npy_f32(out, logits + (size_t)(T - keep) * V, keep, V, &err);
+        rc = dm_npy_write(out, DM_DTYPE_F32, 2, shape, logits + (size_t)(T - keep) * V, &err);
     if (rc == 0 && mtp_out)
-        rc = cli_write_npy_f32(mtp_out, mtp + (size_t)(T - 1 - keep_mtp) * V, keep_mtp, V, &err);
+        rc = dm_npy_write(mtp_out, DM_DTYPE_F32, 2, mshape, mtp + (size_t)(T - 1 - keep_mtp) * V, &err);
     if (rc == 0)
         dm_log(1, "%d tokens (%d prefill, %d decode), %.3f s (%.1f tok/s)\n", T, job.decode_from < T ? job.decode_from : T,
                T - (job.decode_from < T ? job.decode_from : T), dt, T / dt);

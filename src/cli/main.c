@@ -16,6 +16,10 @@ static const struct command {
     { "logits", cmd_logits, "every position's logits for a text or token ids, as .npy" },
     { "init", cmd_init, "write a random-weight model directory (presets or a config.json)" },
     { "bench", cmd_bench, "prefill and decode speed, measured like llama-bench" },
+    { "corpus", cmd_corpus, "build the reference model's training corpus; print reasoning problems" },
+    { "tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer on a corpus; encode text" },
+    { "eval", cmd_eval, "loss, perplexity and bits per byte on text; reasoning accuracy" },
+    { "train", cmd_train, "train a model (full backward pass, AdamW, exact resume)" },
 };
 
 static void usage(FILE *f)

@@ -139,6 +139,12 @@ void dm_wmat_row_f32(const dm_wmat *w, int64_t r, float *dst);
 void dm_wmat_encode(dm_wfmt f, const float *src, int64_t N, int64_t K, void *data, void *scale,
                     float *scale2);
 
+/* ---- .npy ------------------------------------------------------------------ */
+
+/* Writes a C-order array as a NumPy .npy file (v1.0), atomically. dtype:
+ * F32, F64, I32, I64, U32, U8; 1-4 dims. */
+int dm_npy_write(const char *path, dm_dtype dtype, int ndim, const int64_t *shape, const void *data, dm_err *err);
+
 /* ---- safetensors: reading ------------------------------------------------- */
 
 #define DM_ST_MAX_DIMS 8

@@ -80,25 +80,6 @@ void dm_indexer_forward(dm_ctx *c, int l, int T);
 /* Marks every row as attending to all its visible keys (no indexer). */
 void dm_indexer_select_all(dm_ctx *c, int T);
 
-/* Routing parameters of one MoE layer. */
-typedef struct dm_router_params {
-    int E, K;                   /* experts in the layer, experts per token */
-    int n_group, topk_group;
-    dm_scoring scoring;
-    dm_topk_method method;
-    bool norm_topk_prob;
-    float scaling;              /* routed_scaling_factor */
-} dm_router_params;
-
-dm_router_params dm_router_params_for(const dm_config *c, int layer);
-
-/* Routes one token (arch.md §4.2): scores = sigmoid/softmax(logits[E]);
- * selection on scores + bias (bias may be NULL) with group limits; gates =
- * the selected unbiased scores, normalized (norm_topk_prob) and scaled.
- * Writes scores[E], sel[K], gates[K]; tmp holds E + n_group floats. */
-void dm_route_token(const dm_router_params *p, const float *logits, const float *bias, float *scores, int *sel,
-                    float *gates, float *tmp);
-
 /* Feed-forward blocks: read f = c->a ([T][D]), write c->blk_out. */
 void dm_mlp_forward(dm_ctx *c, int l, const dm_mlp_w *w, dm_linear first, int T, float *out);
 void dm_moe_forward(dm_ctx *c, int l, int T);

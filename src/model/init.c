@@ -16,132 +16,46 @@
 
 extern const char dm_init_training_text[];
 
-/* ---- the tensor inventory a config implies ---------------------------------- */
+/* ---- what to generate for each tensor ------------------------------------------- */
 
-typedef enum { GEN_LINEAR, GEN_NORM, GEN_BIAS } gen_kind;
-
+/* A tensor of the inventory (tensors.c) with the values init gives it:
+ * uniform centre ± scale. */
 typedef struct tspec {
     char base[192];       /* name without ".weight" for Linear weights; full name otherwise */
-    gen_kind kind;
+    bool linear;
     int64_t N, K;         /* Linear: [N][K]; vectors: N */
-    float scale;          /* uniform half-width of the values (vectors: spread around the centre) */
-    float centre;         /* vectors: values are centre ± scale */
+    float scale;          /* uniform half-width of the values */
+    float centre;
     bool quantizable;     /* real releases quantize it (attention, MLPs, experts) */
     bool f32;             /* always stored as F32 (correction bias) */
 } tspec;
 
-typedef struct inventory {
-    tspec *t;
-    int n, cap;
-} inventory;
-
-static tspec *add(inventory *inv, gen_kind kind, int64_t N, int64_t K, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static tspec *add(inventory *inv, gen_kind kind, int64_t N, int64_t K, const char *fmt, ...)
+static tspec to_tspec(const dm_tensor_spec *s, const dm_config *c)
 {
-    if (inv->n == inv->cap) {
-        inv->cap = inv->cap ? 2 * inv->cap : 256;
-        inv->t = dm_realloc(inv->t, (size_t)inv->cap * sizeof(tspec));
-    }
-    tspec *t = &inv->t[inv->n++];
-    memset(t, 0, sizeof *t);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(t->base, sizeof t->base, fmt, ap);
-    va_end(ap);
-    t->kind = kind;
-    t->N = N;
-    t->K = K;
-    if (kind == GEN_LINEAR)
-        t->scale = (float)(sqrt(3.0) / sqrt((double)K));   /* uniform with std 1/sqrt(fan_in) */
-    else if (kind == GEN_NORM) {
-        t->centre = 1.0f;
-        t->scale = 0.25f;
-    } else {
-        t->scale = 0.1f;
+    tspec t = { .linear = s->cols > 0, .N = s->rows, .K = s->cols, .quantizable = s->quantizable };
+    snprintf(t.base, sizeof t.base, "%s", s->name);
+    if (t.linear)
+        t.base[strlen(t.base) - strlen(".weight")] = 0;
+    switch (s->role) {
+    case DM_TENSOR_EMBED:
+        t.scale = (float)sqrt(3.0);   /* std 1: the first RMSNorm rescales it anyway */
+        break;
+    case DM_TENSOR_NORM:
+        t.centre = 1.0f;
+        t.scale = 0.25f;
+        break;
+    case DM_TENSOR_BIAS:
+        t.scale = 0.1f;
+        break;
+    case DM_TENSOR_ROUTER_BIAS:
+        t.f32 = true;   /* kept in fp32 by every release (arch.md §8.11) */
+        /* big enough to change the selection, as the trained bias does */
+        t.scale = c->scoring == DM_SCORING_SIGMOID ? 0.1f : 0.5f / (float)s->rows;
+        break;
+    default:
+        t.scale = (float)(sqrt(3.0) / sqrt((double)s->cols));   /* uniform with std 1/sqrt(fan_in) */
     }
     return t;
-}
-
-static void add_mlp(inventory *inv, const char *prefix, int64_t D, int64_t I)
-{
-    add(inv, GEN_LINEAR, I, D, "%s.gate_proj", prefix)->quantizable = true;
-    add(inv, GEN_LINEAR, I, D, "%s.up_proj", prefix)->quantizable = true;
-    add(inv, GEN_LINEAR, D, I, "%s.down_proj", prefix)->quantizable = true;
-}
-
-static void add_attention(inventory *inv, const dm_config *c, int l)
-{
-    const int64_t D = c->hidden_size, H = c->n_heads, R = c->kv_lora_rank, P = c->qk_rope_dim;
-    char p[96];
-    snprintf(p, sizeof p, "model.layers.%d.self_attn", l);
-    if (c->q_lora_rank > 0) {
-        add(inv, GEN_LINEAR, c->q_lora_rank, D, "%s.q_a_proj", p)->quantizable = true;
-        add(inv, GEN_NORM, c->q_lora_rank, 0, "%s.q_a_layernorm.weight", p);
-        add(inv, GEN_LINEAR, H * c->qk_head_dim, c->q_lora_rank, "%s.q_b_proj", p)->quantizable = true;
-    } else {
-        add(inv, GEN_LINEAR, H * c->qk_head_dim, D, "%s.q_proj", p)->quantizable = true;
-    }
-    add(inv, GEN_LINEAR, R + P, D, "%s.kv_a_proj_with_mqa", p)->quantizable = true;
-    add(inv, GEN_NORM, R, 0, "%s.kv_a_layernorm.weight", p);
-    add(inv, GEN_LINEAR, H * (c->qk_nope_dim + c->v_head_dim), R, "%s.kv_b_proj", p)->quantizable = true;
-    add(inv, GEN_LINEAR, D, H * c->v_head_dim, "%s.o_proj", p)->quantizable = true;
-    if (c->has_indexer && c->layer_index_full[l]) {
-        const int64_t IH = c->index_n_heads, ID = c->index_head_dim;
-        add(inv, GEN_LINEAR, IH * ID, c->q_lora_rank, "%s.indexer.wq_b", p)->quantizable = true;
-        add(inv, GEN_LINEAR, ID, D, "%s.indexer.wk", p)->quantizable = true;
-        add(inv, GEN_NORM, ID, 0, "%s.indexer.k_norm.weight", p);
-        add(inv, GEN_BIAS, ID, 0, "%s.indexer.k_norm.bias", p);
-        add(inv, GEN_LINEAR, IH, D, "%s.indexer.weights_proj", p);
-    }
-}
-
-static void add_moe(inventory *inv, const dm_config *c, int l)
-{
-    const int64_t D = c->hidden_size, I = c->moe_intermediate_size, E = c->layer_experts[l];
-    char p[96];
-    add(inv, GEN_LINEAR, E, D, "model.layers.%d.mlp.gate", l);
-    tspec *b = add(inv, GEN_BIAS, E, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", l);
-    b->f32 = true;   /* kept in fp32 by every release (arch.md §8.11) */
-    /* big enough to change the selection, as the trained bias does */
-    b->scale = c->scoring == DM_SCORING_SIGMOID ? 0.1f : 0.5f / (float)E;
-    for (int64_t e = 0; e < E; e++) {
-        snprintf(p, sizeof p, "model.layers.%d.mlp.experts.%lld", l, (long long)e);
-        add_mlp(inv, p, D, I);
-    }
-    if (c->n_shared_experts > 0) {
-        snprintf(p, sizeof p, "model.layers.%d.mlp.shared_experts", l);
-        add_mlp(inv, p, D, I * c->n_shared_experts);
-    }
-}
-
-static void build_inventory(inventory *inv, const dm_config *c)
-{
-    const int64_t D = c->hidden_size, V = c->vocab_size;
-    tspec *emb = add(inv, GEN_LINEAR, V, D, "model.embed_tokens");
-    emb->scale = (float)sqrt(3.0);   /* std 1: the first RMSNorm rescales it anyway */
-    for (int l = 0; l < dm_config_total_layers(c); l++) {
-        char p[96];
-        add(inv, GEN_NORM, D, 0, "model.layers.%d.input_layernorm.weight", l);
-        add(inv, GEN_NORM, D, 0, "model.layers.%d.post_attention_layernorm.weight", l);
-        add_attention(inv, c, l);
-        if (c->layer_moe[l]) {
-            add_moe(inv, c, l);
-        } else {
-            snprintf(p, sizeof p, "model.layers.%d.mlp", l);
-            add_mlp(inv, p, D, c->intermediate_size);
-        }
-        if (l >= c->n_layers) {
-            add(inv, GEN_NORM, D, 0, "model.layers.%d.enorm.weight", l);
-            add(inv, GEN_NORM, D, 0, "model.layers.%d.hnorm.weight", l);
-            add(inv, GEN_LINEAR, D, 2 * D, "model.layers.%d.eh_proj", l);
-            add(inv, GEN_NORM, D, 0, "model.layers.%d.shared_head.norm.weight", l);
-        }
-    }
-    add(inv, GEN_NORM, D, 0, "model.norm.weight");
-    if (!c->tie_word_embeddings)
-        add(inv, GEN_LINEAR, V, D, "lm_head");
 }
 
 /* ---- formats of each tensor ----------------------------------------------------- */
@@ -153,7 +67,7 @@ static dm_wfmt plain_format(dm_wfmt requested)
 
 static dm_wfmt format_of(const tspec *t, dm_wfmt requested)
 {
-    if (t->kind != GEN_LINEAR || !t->quantizable || !dm_wfmt_cols_ok(requested, t->K))
+    if (!t->linear || !t->quantizable || !dm_wfmt_cols_ok(requested, t->K))
         return plain_format(requested);
     return requested;
 }
@@ -167,7 +81,7 @@ static dm_dtype plain_dtype(dm_wfmt f)
 static int declare(dm_st_writer *w, const tspec *t, dm_wfmt f, dm_err *err)
 {
     char n[256];
-    if (t->kind != GEN_LINEAR) {
+    if (!t->linear) {
         dm_dtype dt = t->f32 ? DM_DTYPE_F32 : plain_dtype(f);
         return dm_st_writer_declare(w, t->base, dt, 1, &t->N, err);
     }
@@ -228,7 +142,7 @@ static void fill_uniform(dm_rng *r, float *dst, int64_t n, float centre, float s
 
 static int write_plain_rows(dm_st_writer *w, const tspec *t, dm_wfmt f, dm_rng *r, const char *name, dm_err *err)
 {
-    const int64_t K = t->kind == GEN_LINEAR ? t->K : t->N, N = t->kind == GEN_LINEAR ? t->N : 1;
+    const int64_t K = t->linear ? t->K : t->N, N = t->linear ? t->N : 1;
     const size_t esz = f == DM_WFMT_F32 ? 4 : 2;
     int64_t chunk = (int64_t)(1 << 22) / K;
     if (chunk < 1)
@@ -277,7 +191,7 @@ static int write_tensor(dm_st_writer *w, const tspec *t, dm_wfmt requested, uint
     dm_rng r;
     dm_rng_seed(&r, seed ^ name_hash(t->base));
     dm_wfmt f = format_of(t, requested);
-    if (t->kind != GEN_LINEAR)
+    if (!t->linear)
         return write_plain_rows(w, t, t->f32 ? DM_WFMT_F32 : f, &r, t->base, err);
     if (f == DM_WFMT_F32 || f == DM_WFMT_F16 || f == DM_WFMT_BF16) {
         char n[256];
@@ -289,27 +203,31 @@ static int write_tensor(dm_st_writer *w, const tspec *t, dm_wfmt requested, uint
 
 static int write_weights(const char *dir, const dm_config *c, const dm_init_opts *o, dm_err *err)
 {
-    inventory inv = { 0 };
-    build_inventory(&inv, c);
+    dm_tensor_spec *specs;
+    int n = dm_tensor_specs(c, &specs);
+    tspec *inv = dm_malloc((size_t)n * sizeof(tspec));
+    for (int i = 0; i < n; i++)
+        inv[i] = to_tspec(&specs[i], c);
+    free(specs);
     dm_st_writer *w = dm_st_writer_new(dir, o->shard_bytes);
     dm_st_writer_set_metadata(w, "format", "pt");
     dm_st_writer_set_metadata(w, "producer", "demolish init");
     int rc = 0;
-    for (int i = 0; i < inv.n && rc == 0; i++)
-        rc = declare(w, &inv.t[i], format_of(&inv.t[i], o->dtype), err);
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = declare(w, &inv[i], format_of(&inv[i], o->dtype), err);
     if (rc == 0)
         rc = dm_st_writer_begin(w, err);
     dm_progress p;
-    dm_progress_begin(&p, "init", "tensors", inv.n);
-    for (int i = 0; i < inv.n && rc == 0; i++) {
-        rc = write_tensor(w, &inv.t[i], o->dtype, o->seed, err);
+    dm_progress_begin(&p, "init", "tensors", n);
+    for (int i = 0; i < n && rc == 0; i++) {
+        rc = write_tensor(w, &inv[i], o->dtype, o->seed, err);
         dm_progress_update(&p, i + 1);
     }
     dm_progress_end(&p);
     if (rc == 0)
         rc = dm_st_writer_finish(w, err);
     dm_st_writer_free(w);
-    free(inv.t);
+    free(inv);
     return rc;
 }
 
@@ -332,10 +250,18 @@ static int write_json(const char *dir, const char *file, cJSON *obj, dm_err *err
 }
 
 typedef struct token_ids {
-    int eos, user, observation, gmask;
+    int eos, user, observation;
 } token_ids;
 
-static int write_tokenizer(const char *dir, const dm_config *c, token_ids *ids, dm_err *err)
+/* Token ids a GLM-style model directory's JSON files name. */
+static token_ids ids_of(const dm_tokenizer *tok)
+{
+    token_ids ids = { dm_token_id(tok, "<|endoftext|>"), dm_token_id(tok, "<|user|>"),
+                      dm_token_id(tok, "<|observation|>") };
+    return ids;
+}
+
+static int write_tokenizer(const char *dir, const dm_config *c, char **json_out, dm_err *err)
 {
     int vocab = c->vocab_size < 8192 ? c->vocab_size : 8192;
     if (vocab < 256 + N_SPECIAL)
@@ -345,55 +271,62 @@ static int write_tokenizer(const char *dir, const dm_config *c, token_ids *ids, 
     if (dm_bpe_train(dm_init_training_text, strlen(dm_init_training_text), vocab, special_tokens, N_SPECIAL,
                      &json, err))
         return -1;
-    dm_tokenizer *tok;
-    int rc = dm_tokenizer_load_json(&tok, json, strlen(json), "tokenizer.json", err);
-    if (rc == 0) {
-        ids->eos = dm_token_id(tok, "<|endoftext|>");
-        ids->user = dm_token_id(tok, "<|user|>");
-        ids->observation = dm_token_id(tok, "<|observation|>");
-        ids->gmask = dm_token_id(tok, "[gMASK]");
-        dm_tokenizer_free(tok);
-        char *path = dm_path_join(dir, "tokenizer.json");
-        rc = dm_write_file_atomic(path, json, strlen(json), err);
-        free(path);
-    }
-    free(json);
+    char *path = dm_path_join(dir, "tokenizer.json");
+    int rc = dm_write_file_atomic(path, json, strlen(json), err);
+    free(path);
+    if (rc)
+        free(json);
+    else
+        *json_out = json;
     return rc;
 }
 
 static cJSON *eos_list(const token_ids *ids)
 {
     int v[3] = { ids->eos, ids->user, ids->observation };
-    return cJSON_CreateIntArray(v, 3);
+    int n = 0;
+    for (int i = 0; i < 3; i++)
+        if (v[i] >= 0)
+            v[n++] = v[i];
+    return cJSON_CreateIntArray(v, n);
 }
 
-static int write_side_files(const char *dir, cJSON *cfg_json, const dm_config *c, const token_ids *ids, dm_err *err)
+int dm_write_model_files(const char *dir, const char *config_json, const dm_tokenizer *tok, dm_err *err)
 {
+    cJSON *cfg_json = cJSON_Parse(config_json);
+    if (!cJSON_IsObject(cfg_json)) {
+        cJSON_Delete(cfg_json);
+        return dm_errorf(err, "%s: the model config is not a JSON object", dir);
+    }
+    token_ids ids = ids_of(tok);
     if (!cJSON_GetObjectItem(cfg_json, "eos_token_id"))
-        cJSON_AddItemToObject(cfg_json, "eos_token_id", eos_list(ids));
-    if (!cJSON_GetObjectItem(cfg_json, "pad_token_id"))
-        cJSON_AddNumberToObject(cfg_json, "pad_token_id", ids->eos);
-    if (write_json(dir, "config.json", cfg_json, err))
-        return -1;
+        cJSON_AddItemToObject(cfg_json, "eos_token_id", eos_list(&ids));
+    if (!cJSON_GetObjectItem(cfg_json, "pad_token_id") && ids.eos >= 0)
+        cJSON_AddNumberToObject(cfg_json, "pad_token_id", ids.eos);
+    int rc = write_json(dir, "config.json", cfg_json, err);
 
     cJSON *gen = cJSON_CreateObject();
     cJSON_AddItemToObject(gen, "eos_token_id", cJSON_Duplicate(cJSON_GetObjectItem(cfg_json, "eos_token_id"), 1));
-    cJSON_AddNumberToObject(gen, "pad_token_id", ids->eos);
+    if (ids.eos >= 0)
+        cJSON_AddNumberToObject(gen, "pad_token_id", ids.eos);
     cJSON_AddBoolToObject(gen, "do_sample", 1);
     cJSON_AddNumberToObject(gen, "temperature", 1.0);
-    int rc = write_json(dir, "generation_config.json", gen, err);
+    if (rc == 0)
+        rc = write_json(dir, "generation_config.json", gen, err);
     cJSON_Delete(gen);
-    if (rc)
-        return -1;
 
     cJSON *tc = cJSON_CreateObject();
     cJSON_AddStringToObject(tc, "tokenizer_class", "PreTrainedTokenizerFast");
     cJSON_AddStringToObject(tc, "eos_token", "<|endoftext|>");
     cJSON_AddStringToObject(tc, "pad_token", "<|endoftext|>");
-    cJSON_AddNumberToObject(tc, "model_max_length", (double)c->max_position_embeddings);
+    const cJSON *mp = cJSON_GetObjectItem(cfg_json, "max_position_embeddings");
+    if (cJSON_IsNumber(mp))
+        cJSON_AddNumberToObject(tc, "model_max_length", mp->valuedouble);
     cJSON_AddBoolToObject(tc, "clean_up_tokenization_spaces", 0);
-    rc = write_json(dir, "tokenizer_config.json", tc, err);
+    if (rc == 0)
+        rc = write_json(dir, "tokenizer_config.json", tc, err);
     cJSON_Delete(tc);
+    cJSON_Delete(cfg_json);
     return rc;
 }
 
@@ -402,23 +335,25 @@ int dm_init_model(const char *out_dir, const dm_init_opts *o, dm_err *err)
     dm_config c;
     if (dm_config_parse(&c, o->config_json, "config", err))
         return -1;
-    cJSON *cfg_json = cJSON_Parse(o->config_json);
-    DM_ASSERT(cfg_json);
     dm_outdir od;
     int rc = dm_outdir_begin(&od, out_dir, o->force, err);
     if (rc == 0) {
-        token_ids ids = { -1, -1, -1, -1 };
-        rc = write_tokenizer(od.tmp_path, &c, &ids, err);
+        char *tok_json = NULL;
+        dm_tokenizer *tok = NULL;
+        rc = write_tokenizer(od.tmp_path, &c, &tok_json, err);
         if (rc == 0)
-            rc = write_side_files(od.tmp_path, cfg_json, &c, &ids, err);
+            rc = dm_tokenizer_load_json(&tok, tok_json, strlen(tok_json), "tokenizer.json", err);
+        if (rc == 0)
+            rc = dm_write_model_files(od.tmp_path, o->config_json, tok, err);
         if (rc == 0)
             rc = write_weights(od.tmp_path, &c, o, err);
+        dm_tokenizer_free(tok);
+        free(tok_json);
         if (rc == 0)
             rc = dm_outdir_commit(&od, err);
         else
             dm_outdir_abort(&od);
     }
-    cJSON_Delete(cfg_json);
     dm_config_free(&c);
     return rc;
 }

@@ -171,6 +171,27 @@ typedef enum dm_linear {
  * expert is used only for DM_LIN_EXP_*. Writes at most cap bytes. */
 void dm_linear_name(int layer, dm_linear which, int expert, char *buf, size_t cap);
 
+/* ---- routing (router.c): shared by the forward pass, training and calibration ---- */
+
+/* Routing parameters of one MoE layer. */
+typedef struct dm_router_params {
+    int E, K;                   /* experts in the layer, experts per token */
+    int n_group, topk_group;
+    dm_scoring scoring;
+    dm_topk_method method;
+    bool norm_topk_prob;
+    float scaling;              /* routed_scaling_factor */
+} dm_router_params;
+
+dm_router_params dm_router_params_for(const dm_config *c, int layer);
+
+/* Routes one token (arch.md §4.2): scores = sigmoid/softmax(logits[E]);
+ * selection on scores + bias (bias may be NULL) with group limits; gates =
+ * the selected unbiased scores, normalized (norm_topk_prob) and scaled.
+ * Writes scores[E], sel[K], gates[K]; tmp holds E + n_group floats. */
+void dm_route_token(const dm_router_params *p, const float *logits, const float *bias, float *scores, int *sel,
+                    float *gates, float *tmp);
+
 /* ---- sequence state: the KV cache ------------------------------------------ */
 
 /* One sequence's cache. Per layer and token: the MLA latent (R, after
@@ -252,6 +273,33 @@ int dm_forward_batch(dm_ctx *c, dm_seq **seqs, const int32_t *tokens, int n, flo
 int dm_forward_mtp(dm_ctx *c, dm_seq *seq, const float *hidden, const int32_t *next_tokens, int T,
                    bool all_rows, float *logits, float *hidden_out, dm_err *err);
 
+/* ---- the tensors a config implies (tensors.c) ------------------------------- */
+
+typedef enum dm_tensor_role {
+    DM_TENSOR_LINEAR,       /* a Linear weight [rows][cols] */
+    DM_TENSOR_EMBED,        /* model.embed_tokens [V][D] */
+    DM_TENSOR_HEAD,         /* lm_head [V][D] */
+    DM_TENSOR_ROUTER,       /* mlp.gate.weight [E][D] */
+    DM_TENSOR_NORM,         /* a norm weight [rows] */
+    DM_TENSOR_BIAS,         /* a bias [rows] (indexer k_norm) */
+    DM_TENSOR_ROUTER_BIAS,  /* e_score_correction_bias [E]: selection only, never trained by gradient */
+} dm_tensor_role;
+
+typedef struct dm_tensor_spec {
+    char name[192];         /* HF name, ".weight" included */
+    dm_tensor_role role;
+    int layer;              /* -1 for embedding, final norm, lm_head */
+    int expert;             /* routed expert id, -1 otherwise */
+    int64_t rows, cols;     /* cols 0 for vectors */
+    bool quantizable;       /* real releases quantize it (attention, MLPs, experts) */
+    bool indexer;           /* part of a DSA indexer */
+    bool residual_out;      /* writes into the residual stream (o_proj, down_proj) */
+} dm_tensor_spec;
+
+/* Every tensor of a model with this config, in checkpoint order. Returns
+ * the count; *out is malloc'd. */
+int dm_tensor_specs(const dm_config *c, dm_tensor_spec **out);
+
 /* ---- random models: `demolish init` ----------------------------------------- */
 
 typedef struct dm_preset {
@@ -270,6 +318,11 @@ typedef struct dm_init_opts {
     size_t shard_bytes;         /* 0: a single model.safetensors */
     bool force;                 /* replace an existing output directory */
 } dm_init_opts;
+
+/* Writes the JSON files of a model directory besides weights and tokenizer:
+ * config.json (config_json with eos/pad ids from the tokenizer's GLM special
+ * tokens when it has none), generation_config.json, tokenizer_config.json. */
+int dm_write_model_files(const char *dir, const char *config_json, const dm_tokenizer *tok, dm_err *err);
 
 /* Writes a complete random-weight model directory (config.json,
  * generation_config.json, tokenizer.json, tokenizer_config.json, safetensors)

@@ -98,6 +98,10 @@ const float *dm_mm_e8m0_lut(void);
  * kernels use it for the few columns past their last full vector. */
 void dm_mm_dec_f32_scalar(const dm_wmat *w, int64_t r, int64_t k0, int64_t n, float *dst);
 
+/* Threads for an op with `work` units: 1 below min_work or inside an OpenMP
+ * parallel region, else dm_threads_get() (vec.c). */
+int dm_ops_threads(double work, double min_work);
+
 /* ---- vector-op twins (vec.c, vec_avx2.c) ---- */
 float dm_dot_ref(const float *a, const float *b, int64_t n);     /* float64 accumulation */
 float dm_dot_avx2(const float *a, const float *b, int64_t n);

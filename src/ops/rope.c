@@ -16,7 +16,8 @@
  *    get_mscale(f, mscale_all_dim) when both are non-zero, else
  *    get_mscale(f, 1), as HF's truthiness test does.
  *  - softmax multiplier: get_mscale(f, mscale_all_dim)² when mscale_all_dim
- *    is non-zero, else 1 (HF DeepSeek attention: `if mscale_all_dim:`). */
+ *    is non-zero, else 1 (HF DeepSeek attention: `if mscale_all_dim:`).
+ * dm_rope_backward (training) applies the adjoint of dm_rope_apply. */
 #include "ops/ops.h"
 
 #include <math.h>
@@ -84,17 +85,30 @@ double dm_rope_softmax_mscale(const dm_rope *r)
     return m * m;
 }
 
-void dm_rope_apply(float *x, const dm_rope *r, const double *inv_freq, int64_t pos)
+/* x ← scale·R(sign·pos·inv_freq)·x, pair by pair (sign −1: the transpose). */
+static void rope_rotate(float *x, const dm_rope *r, const double *inv_freq, int64_t pos, double sign)
 {
     const int half = r->dim / 2;
     const double scale = dm_rope_cos_sin_scale(r);
     for (int i = 0; i < half; i++) {
         const double ang = (double)pos * inv_freq[i];
-        const double c = cos(ang) * scale, s = sin(ang) * scale;
+        const double c = cos(ang) * scale, s = sign * sin(ang) * scale;
         float *p0 = r->interleaved ? x + 2 * i : x + i;
         float *p1 = r->interleaved ? x + 2 * i + 1 : x + i + half;
         const double a = *p0, b = *p1;
         *p0 = (float)(a * c - b * s);
         *p1 = (float)(a * s + b * c);
     }
+}
+
+void dm_rope_apply(float *x, const dm_rope *r, const double *inv_freq, int64_t pos)
+{
+    rope_rotate(x, r, inv_freq, pos, 1.0);
+}
+
+/* The forward is linear, y = scale·R(θ)·x, so its adjoint is scale·R(θ)ᵀ =
+ * scale·R(−θ): the same rotation with sin negated. */
+void dm_rope_backward(float *dx, const dm_rope *r, const double *inv_freq, int64_t pos)
+{
+    rope_rotate(dx, r, inv_freq, pos, -1.0);
 }

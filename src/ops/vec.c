@@ -1,12 +1,24 @@
-/* vec — the elementwise and reduction ops of the forward pass: dot, axpy,
- * scale, add, RMSNorm, LayerNorm, softmax, SiLU-gating and the sigmoid.
- * Reductions accumulate in double (D is at most a few thousand, and the
- * norms and softmax feed routing decisions where f32 summation order would
+/* vec — the elementwise and reduction ops: dot, axpy, scale, add, softmax,
+ * SiLU-gating and the sigmoid, with the backward of softmax and SiLU-gating
+ * beside their forwards (the norms are in norm.c). Reductions accumulate in
+ * double (softmax feeds routing decisions where f32 summation order would
  * show up as flipped near-ties). dm_dot and dm_axpy have AVX2 twins
  * (vec_avx2.c) chosen at run time; the `_ref` versions here are the oracle. */
 #include "ops/ops_isa.h"
 
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+int dm_ops_threads(double work, double min_work)
+{
+#ifdef _OPENMP
+    if (omp_in_parallel())
+        return 1;
+#endif
+    return work < min_work ? 1 : dm_threads_get();
+}
 
 float dm_dot_ref(const float *a, const float *b, int64_t n)
 {
@@ -53,44 +65,6 @@ void dm_add(float *y, const float *x, int64_t n)
         y[i] += x[i];
 }
 
-/* Σ x², four independent double sums. */
-static double sum_sq(const float *x, int64_t n)
-{
-    double s[4] = { 0, 0, 0, 0 };
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (int l = 0; l < 4; l++)
-            s[l] += (double)x[i + l] * (double)x[i + l];
-    for (; i < n; i++)
-        s[0] += (double)x[i] * (double)x[i];
-    return (s[0] + s[1]) + (s[2] + s[3]);
-}
-
-void dm_rmsnorm(float *y, const float *x, const float *w, int64_t D, float eps)
-{
-    DM_ASSERT(D > 0);
-    const float inv = (float)(1.0 / sqrt(sum_sq(x, D) / (double)D + (double)eps));
-    for (int64_t i = 0; i < D; i++)
-        y[i] = x[i] * inv * (w ? w[i] : 1.0f);
-}
-
-/* w or b may be NULL (ones / zeros). Two passes: mean, then the biased
- * variance of the centred values (no E[x²]−E[x]² cancellation). */
-void dm_layernorm(float *y, const float *x, const float *w, const float *b, int64_t D, float eps)
-{
-    DM_ASSERT(D > 0);
-    double mean = 0, var = 0;
-    for (int64_t i = 0; i < D; i++)
-        mean += x[i];
-    mean /= (double)D;
-    for (int64_t i = 0; i < D; i++)
-        var += ((double)x[i] - mean) * ((double)x[i] - mean);
-    var /= (double)D;
-    const double inv = 1.0 / sqrt(var + (double)eps);
-    for (int64_t i = 0; i < D; i++)
-        y[i] = (float)(((double)x[i] - mean) * inv) * (w ? w[i] : 1.0f) + (b ? b[i] : 0.0f);
-}
-
 /* exp(x − max) / Σ. A row that is entirely −inf (fully masked) becomes all
  * zeros rather than NaN; NaN inputs propagate. */
 void dm_softmax(float *x, int64_t n)
@@ -115,6 +89,24 @@ void dm_softmax(float *x, int64_t n)
         x[i] *= inv;
 }
 
+void dm_softmax_backward(float *dx, const float *dy, const float *y, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)y[i] * dy[i];
+    for (int64_t i = 0; i < n; i++)
+        dx[i] = (float)((double)dx[i] + (double)y[i] * ((double)dy[i] - s));
+}
+
+void dm_attn_softmax_backward(float *ds, const float *dp, const float *p, int64_t n, float scale)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)p[i] * dp[i];
+    for (int64_t i = 0; i < n; i++)
+        ds[i] = (float)((double)scale * p[i] * ((double)dp[i] - s));
+}
+
 float dm_sigmoid(float x)
 {
     return 1.0f / (1.0f + expf(-x));
@@ -125,5 +117,18 @@ void dm_silu_mul(float *h, const float *g, const float *u, int64_t n)
     for (int64_t i = 0; i < n; i++) {
         const float gi = g[i], ui = u[i];
         h[i] = gi / (1.0f + expf(-gi)) * ui;
+    }
+}
+
+/* h = silu(g)·u: dh/dg = u·σ(g)·(1 + g·(1 − σ(g))), dh/du = silu(g). 1 − σ(g)
+ * is formed without cancellation: e·σ with e = exp(−g) where g >= 0 (e <= 1),
+ * and 1 − σ directly where g < 0 (σ < 1/2; e may be inf there, e·σ NaN). */
+void dm_silu_mul_backward(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float gi = g[i], e = expf(-gi), sig = 1.0f / (1.0f + e);
+        const float one_minus = gi >= 0 ? e * sig : 1.0f - sig;
+        dg[i] += dh[i] * u[i] * (sig * (1.0f + gi * one_minus));
+        du[i] += dh[i] * (gi * sig);
     }
 }
