@@ -10,13 +10,16 @@ layers, MTP, sequence-wise balance loss, AdamW + clipping + warmup/cosine lr, bi
 written the way fast PyTorch code is: every op batched over [B, T], attention as batched
 matmuls, MoE tokens grouped per expert with one argsort and index_select / index_add (a
 Python loop over experts, never over tokens), torch.optim.AdamW(foreach=True).
-It reports tokens/s = B*T / step time, median over timed steps after warm-up steps.
+It reports tokens/s = B*T / step time, median over timed steps after warm-up steps, run
+with the process settings of TUNED_ENV below (malloc thresholds, OMP_WAIT_POLICY=PASSIVE)
+unless --no-env-tuning.
 
   bench_train_torch.py [--config CFG] [--threads N] [--mode M] [--steps 5] [--warmup 2]
-                       [--batch B] [--seq-len T] [--json]
+                       [--batch B] [--seq-len T] [--json] [--no-env-tuning]
   bench_train_torch.py --verify     same model as tests/reference/train_model.py (float64,
-                                    configs/train_tiny.json, dense and sparse losses)
---config defaults to configs/reference.json when it exists, else bench/train_bench.json.
+                                    configs/train_tiny.json: every mode's loss components and
+                                    every gradient the oracle trains)
+--config defaults to configs/reference.json (the model `demolish train` trains).
 """
 import argparse
 import json
@@ -175,7 +178,9 @@ class Model:
             else:
                 allowed = prev_sel
         mask = allowed if allowed.dim() == 3 else allowed.expand(B, T, T)
-        probs = torch.softmax(scores.masked_fill(~mask[:, None], float("-inf")), -1)
+        # an additive -inf bias [B, 1, T, T]: one pass over the scores instead of two
+        bias = torch.zeros(mask.shape, dtype=scores.dtype).masked_fill_(~mask, float("-inf"))
+        probs = torch.softmax(scores + bias[:, None], -1)
         o = (probs @ kvx[..., c.nope:]).transpose(1, 2).reshape(B, T, H * c.v)
         if own_indexer:
             pt = probs.detach().mean(1).masked_fill(~mask, 0.0)
@@ -324,11 +329,6 @@ class Trainer:
         return comps
 
 
-def default_config():
-    ref = os.path.join(ROOT, "configs", "reference.json")
-    return ref if os.path.exists(ref) else os.path.join(ROOT, "bench", "train_bench.json")
-
-
 def bench(args):
     with open(args.config) as f:
         doc = json.load(f)
@@ -344,6 +344,7 @@ def bench(args):
     rng = np.random.default_rng(0)
     vocab = model.c.vocab
     times, comps = [], None
+    load0 = os.getloadavg()[0]
     for s in range(args.warmup + args.steps):
         ids = torch.from_numpy(rng.integers(0, vocab, (B, T + 1)))
         t0 = time.perf_counter()
@@ -357,14 +358,18 @@ def bench(args):
            "mode": mode, "threads": args.threads, "batch": B, "seq_len": T,
            "params": n_par, "steps_timed": len(times), "step_s_median": med,
            "step_s_min": min(times), "step_s_max": max(times),
-           "tokens_per_s": B * T / med, "last_loss": comps["loss"]}
+           "tokens_per_s": B * T / med, "tokens_per_s_best": B * T / min(times),
+           "last_loss": comps["loss"],
+           "env": {k: os.environ.get(k) for k in TUNED_ENV},
+           "loadavg_1min_start_end": [load0, os.getloadavg()[0]]}
     if args.json:
         print(json.dumps(res))
     else:
         print(f"bench_train_torch: {res['engine']}, {args.config} ({n_par / 1e6:.2f} M params), "
               f"mode {mode}, B={B} T={T}, {args.threads} threads: {res['tokens_per_s']:.1f} tok/s "
               f"(step median {med:.3f} s, min {min(times):.3f}, max {max(times):.3f}; "
-              f"{len(times)} timed after {args.warmup} warm-up; loss {comps['loss']:.4f})")
+              f"{len(times)} timed after {args.warmup} warm-up; loss {comps['loss']:.4f}; "
+              f"load average {load0:.2f} -> {os.getloadavg()[0]:.2f})")
 
 
 def verify():
@@ -398,9 +403,24 @@ def verify():
     return 0 if ok else 1
 
 
+# Runtime settings a careful PyTorch-CPU user makes, applied by re-executing this script
+# (both are read at process start):
+# - glibc returns every freed block above the mmap threshold to the kernel, so each step's
+#   large temporaries come back as fresh pages (a page fault per 4 KiB, costly under KVM);
+#   keeping them in the heap (what jemalloc/tcmalloc preloads do; neither is installed)
+#   gave ~5% per step.
+# - torch's OpenMP threads spin while OpenBLAS's own pthreads run the matmuls; on 2 cores
+#   the spinning starves them: 2 threads took 6.6 s/step against 3.1 s with 1 thread.
+#   OMP_WAIT_POLICY=PASSIVE: 2.8 s/step (configs/reference.json, B=8, T=512).
+TUNED_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296",
+             "MALLOC_TOP_PAD_": "536870912", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def main():
+    if "--no-env-tuning" not in sys.argv and any(k not in os.environ for k in TUNED_ENV):
+        os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, **TUNED_ENV))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default=default_config())
+    ap.add_argument("--config", default=os.path.join(ROOT, "configs", "reference.json"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--mode", choices=("dense", "indexer-warmup", "sparse"))
     ap.add_argument("--steps", type=int, default=5, help="timed steps")
@@ -409,6 +429,8 @@ def main():
     ap.add_argument("--seq-len", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--verify", action="store_true")
+    ap.add_argument("--no-env-tuning", action="store_true",
+                    help="run without TUNED_ENV (malloc thresholds, OMP_WAIT_POLICY)")
     args = ap.parse_args()
     if args.verify:
         return verify()

@@ -61,9 +61,10 @@ static int eval_ppl(int argc, char **argv)
     const char *data = NULL;
     int ctx = 0;
     uint64_t max_tokens = 0;
-    bool json = false;
+    bool json = false, dense = false;
     const cli_opt opts[] = {
         { "--data", "-d", CLI_STR, &data, "PATH", "file.txt, file.jsonl, or CORPUS_DIR[:split] (default split val)" },
+        { "--dense-attention", NULL, CLI_FLAG, &dense, NULL, "ignore the DSA indexer: attend to every key" },
         { "--ctx", NULL, CLI_INT, &ctx, "N", "window length in predictions (default min(512, max positions))" },
         { "--max-tokens", NULL, CLI_U64, &max_tokens, "N", "stop after N predictions (default: all)" },
         { "--json", NULL, CLI_FLAG, &json, NULL, "print the report as JSON" },
@@ -91,6 +92,7 @@ static int eval_ppl(int argc, char **argv)
     if (ctx == 0)
         ctx = m->cfg.max_position_embeddings < DEFAULT_CTX ? (int)m->cfg.max_position_embeddings : DEFAULT_CTX;
     dm_evaluator *ev = dm_evaluator_new(m, tok, ctx);
+    dm_ctx_set_dense_attention(ev->c, dense);
     dm_eval_report r;
     double t0 = dm_time_sec();
     rc = dm_eval_docs(ev, &docs, (int64_t)max_tokens, &r, &err);
@@ -264,9 +266,119 @@ static int eval_reasoning(int argc, char **argv)
     return DM_EXIT_OK;
 }
 
+/* Max/mean load of a layer's expert counts (over its E experts). */
+static double max_over_mean(const int64_t *cnt, int E)
+{
+    double sum = 0, mx = 0;
+    for (int e = 0; e < E; e++) {
+        sum += (double)cnt[e];
+        mx = (double)cnt[e] > mx ? (double)cnt[e] : mx;
+    }
+    return sum > 0 ? mx / (sum / E) : 0;
+}
+
+static void routing_json(const dm_model *m, const dm_routing_stats *st)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *groups = cJSON_AddArrayToObject(o, "sources");
+    for (int g = 0; g < st->n_groups; g++) {
+        cJSON *gj = cJSON_CreateObject();
+        cJSON_AddStringToObject(gj, "source", st->group[g]);
+        cJSON_AddNumberToObject(gj, "tokens", (double)st->tokens[g]);
+        cJSON *layers = cJSON_AddArrayToObject(gj, "counts");
+        for (int l = 0; l < st->n_layers; l++) {
+            cJSON *row = cJSON_CreateArray();
+            const int64_t *c = dm_routing_counts(st, g, l);
+            for (int e = 0; m->cfg.layer_moe[l] && e < m->cfg.layer_experts[l]; e++)
+                cJSON_AddItemToArray(row, cJSON_CreateNumber((double)c[e]));
+            cJSON_AddItemToArray(layers, row);
+        }
+        cJSON_AddItemToArray(groups, gj);
+    }
+    char *text = cJSON_Print(o);
+    puts(text);
+    free(text);
+    cJSON_Delete(o);
+}
+
+static void routing_text(const dm_model *m, const dm_routing_stats *st)
+{
+    printf("layer  experts  max/mean load (all sources)");
+    for (int g = 0; g < st->n_groups; g++)
+        printf("  %s", st->group[g]);
+    printf("\n");
+    for (int l = 0; l < st->n_layers; l++) {
+        if (!m->cfg.layer_moe[l])
+            continue;
+        const int E = m->cfg.layer_experts[l];
+        int64_t all[E];
+        memset(all, 0, sizeof all);
+        for (int g = 0; g < st->n_groups; g++)
+            for (int e = 0; e < E; e++)
+                all[e] += dm_routing_counts(st, g, l)[e];
+        printf("%5d  %7d  %27.2f", l, E, max_over_mean(all, E));
+        for (int g = 0; g < st->n_groups; g++)
+            printf("  %*.2f", (int)strlen(st->group[g]), max_over_mean(dm_routing_counts(st, g, l), E));
+        printf("\n");
+    }
+}
+
+static int eval_routing(int argc, char **argv)
+{
+    const char *data = NULL;
+    int ctx = 0;
+    uint64_t max_tokens = 0;
+    bool json = false;
+    const cli_opt opts[] = {
+        { "--data", "-d", CLI_STR, &data, "PATH", "file.txt, file.jsonl, or CORPUS_DIR[:split] (default split val)" },
+        { "--ctx", NULL, CLI_INT, &ctx, "N", "window length (default min(512, max positions))" },
+        { "--max-tokens", NULL, CLI_U64, &max_tokens, "N", "stop after N tokens (default: all)" },
+        { "--json", NULL, CLI_FLAG, &json, NULL, "print every layer's per-source expert counts as JSON" },
+    };
+    const cli_spec spec = { "eval routing", "MODEL_DIR ",
+                            "Which experts each MoE layer uses, per document source: load balance (max/mean load)\n"
+                            "and per-source counts (--json).",
+                            opts, (int)(sizeof opts / sizeof opts[0]), 1, 1 };
+    const char *pos[1];
+    int n_pos, rc = cli_parse(&spec, argc, argv, pos, &n_pos);
+    if (rc != CLI_PARSED)
+        return rc == CLI_HELP ? DM_EXIT_OK : DM_EXIT_USAGE;
+    if (!data || ctx < 0)
+        return fprintf(stderr, "demolish eval routing: need --data PATH and --ctx >= 1\n"), DM_EXIT_USAGE;
+    dm_err err;
+    dm_model *m = NULL;
+    dm_tokenizer *tok = NULL;
+    dm_docs docs = { 0 };
+    if (dm_eval_load_data(data, &docs, &err) || dm_model_load(&m, pos[0], &err) ||
+        dm_tokenizer_load(&tok, pos[0], &err)) {
+        rc = cli_fail(&err);
+    } else {
+        if (ctx == 0)
+            ctx = m->cfg.max_position_embeddings < DEFAULT_CTX ? (int)m->cfg.max_position_embeddings : DEFAULT_CTX;
+        dm_evaluator *ev = dm_evaluator_new(m, tok, ctx);
+        dm_routing_stats st;
+        rc = dm_eval_routing(ev, &docs, (int64_t)max_tokens, &st, &err);
+        if (rc == 0) {
+            if (json)
+                routing_json(m, &st);
+            else
+                routing_text(m, &st);
+            dm_routing_stats_free(&st);
+        } else {
+            rc = cli_fail(&err);
+        }
+        dm_evaluator_free(ev);
+    }
+    dm_docs_free(&docs);
+    dm_tokenizer_free(tok);
+    dm_model_free(m);
+    return rc;
+}
+
 static const cli_sub subcommands[] = {
     { "ppl", eval_ppl, "loss per token, perplexity, bits per byte (per source)" },
     { "reasoning", eval_reasoning, "exact-match accuracy on held-out reasoning problems (greedy)" },
+    { "routing", eval_routing, "expert usage per layer and document source, load balance" },
 };
 
 int cmd_eval(int argc, char **argv)

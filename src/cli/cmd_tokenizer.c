@@ -120,6 +120,12 @@ static int tokenizer_train(int argc, char **argv)
     if (rc)
         return cli_fail(&err);
     double t_train = dm_time_sec() - t0;
+    char *parent = dm_strdup(out), *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = 0;
+        dm_make_dirs(parent);   /* like the other commands' outputs: create the directory */
+    }
+    free(parent);
     rc = dm_write_file_atomic(out, json, strlen(json), &err);
     cJSON *report = cJSON_CreateObject();
     cJSON_AddStringToObject(report, "tokenizer", out);

@@ -45,7 +45,7 @@ int cmd_train(int argc, char **argv)
         return cli_fail(&err);
     }
     dm_train_opts o = { .out_dir = out, .corpus_dir = data, .tokenizer = tokenizer, .data_raw = raw,
-                        .resume = resume, .stop_after = steps, .dump_dir = dump, .dump_steps = dump_steps > 0 ? dump_steps : 1 << 30 };
+                        .resume = resume, .stop_after = steps, .dump_dir = dump, .config_path = config, .dump_steps = dump_steps > 0 ? dump_steps : 1 << 30 };
     double t0 = dm_time_sec();
     rc = dm_train_run(&tc, &o, &err);
     dm_train_config_free(&tc);

@@ -100,6 +100,23 @@ typedef struct dm_eval_report {
 int dm_eval_docs(dm_evaluator *ev, const dm_docs *docs, int64_t max_tokens, dm_eval_report *r, dm_err *err);
 void dm_eval_report_free(dm_eval_report *r);
 
+/* ---- routing statistics (routing.c) ---- */
+
+typedef struct dm_routing_stats {
+    int n_layers;               /* main layers (entries of dense layers stay 0) */
+    int n_experts;              /* max routed experts per layer */
+    int n_groups;               /* document sources, in order of appearance */
+    char *group[DM_EVAL_MAX_GROUPS];
+    int64_t tokens[DM_EVAL_MAX_GROUPS];
+    int64_t *count;             /* [group][layer][expert] tokens that selected the expert */
+} dm_routing_stats;
+
+/* Runs the documents (ev->tok needed) through the main model in windows of
+ * ev->ctx tokens, counting every MoE layer's expert selections per source. */
+int dm_eval_routing(dm_evaluator *ev, const dm_docs *docs, int64_t max_tokens, dm_routing_stats *st, dm_err *err);
+const int64_t *dm_routing_counts(const dm_routing_stats *st, int group, int layer);
+void dm_routing_stats_free(dm_routing_stats *st);
+
 /* Reads what `--data` names: "CORPUS_DIR[:split]" (a corpus directory, split
  * val by default), a .jsonl file, or any other file as one plain-text
  * document (source ""). */

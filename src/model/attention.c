@@ -166,7 +166,9 @@ void dm_attention_forward(dm_ctx *c, int l, int T)
     const dm_config *cfg = &c->m->cfg;
     project_qkv(c, l, T);
     observe_kv_b(c, l, T);
-    if (c->m->layers[l].attn.has_indexer)
+    if (c->dense_attention)
+        dm_indexer_select_all(c, T);
+    else if (c->m->layers[l].attn.has_indexer)
         dm_indexer_forward(c, l, T);
     else if (!cfg->has_indexer)
         dm_indexer_select_all(c, T);

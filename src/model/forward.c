@@ -189,6 +189,8 @@ void dm_ctx_set_observer(dm_ctx *x, const dm_observer *obs)
     }
 }
 
+void dm_ctx_set_dense_attention(dm_ctx *x, bool dense) { x->dense_attention = dense; }
+
 void dm_ctx_reserve_scratch(dm_ctx *x, size_t n)
 {
     if (n <= x->scratch_cap)

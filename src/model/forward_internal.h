@@ -13,6 +13,7 @@ struct dm_ctx {
     const dm_model *m;
     int B;                      /* max rows per chunk */
     dm_observer obs;            /* callbacks NULL when not observing */
+    bool dense_attention;       /* ignore the indexer's selection */
     int n_threads;
 
     dm_seq **row_seq;           /* [B] */

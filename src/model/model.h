@@ -251,6 +251,9 @@ typedef struct dm_ctx dm_ctx;
 dm_ctx *dm_ctx_new(const dm_model *m, int max_batch);
 void dm_ctx_free(dm_ctx *c);
 void dm_ctx_set_observer(dm_ctx *c, const dm_observer *obs);   /* NULL: none */
+/* Dense attention: ignore the DSA indexer's selection (every causal key is
+ * attended). For measuring what the sparse attention costs. */
+void dm_ctx_set_dense_attention(dm_ctx *c, bool dense);
 
 /* Runs tokens[T] through the main model at positions seq->n_past.. and
  * appends them to the cache (batched prefill, or decode when T = 1).

@@ -64,6 +64,7 @@ typedef struct dm_train_opts {
     bool resume;               /* continue from out_dir's checkpoint */
     int stop_after;            /* stop (checkpointed) after this many steps in total; 0: run to the end */
     const char *dump_dir;      /* oracle dumps (train contract), or NULL */
+    const char *config_path;   /* copied into the dump as train_config.json, or NULL */
     int dump_steps;            /* steps to dump */
 } dm_train_opts;
 

@@ -327,15 +327,18 @@ static int dump_step(t_run *run, const int32_t *w, const t_step_losses *L, doubl
     return rc;
 }
 
-static int dump_init(t_run *run, dm_err *err)
+/* The current weights as DUMP/<name>.safetensors (F32, HF names). */
+static int dump_weights(t_run *run, const char *name, dm_err *err)
 {
-    char *idir = dm_asprintf("%s/init", run->o->dump_dir);
+    char *idir = dm_asprintf("%s/%s.tmpdir", run->o->dump_dir, name);
     dm_make_dirs(idir);
     const float *bufs[] = { run->tm.ps.w };
     const char *prefix[] = { "" };
     int rc = write_tensor_set(idir, &run->tm.ps, bufs, prefix, 1, DM_DTYPE_F32, NULL, 0, err);
     if (rc == 0) {
-        char *from = dm_path_join(idir, "model.safetensors"), *to = dm_path_join(run->o->dump_dir, "init.safetensors");
+        char *file = dm_asprintf("%s.safetensors", name);
+        char *from = dm_path_join(idir, "model.safetensors"), *to = dm_path_join(run->o->dump_dir, file);
+        free(file);
         if (rename(from, to) != 0)
             rc = dm_errorf(err, "%s: cannot move the init dump into place", to);
         free(from);
@@ -399,7 +402,7 @@ static int run_steps(t_run *run, const t_data *data, dm_err *err)
     double t0 = dm_time_sec(), t_last = t0;
     int steps_since = 0;
     if (run->o->dump_dir && run->step == 0)
-        rc = dump_init(run, err);
+        rc = dump_weights(run, "init", err);
     while (rc == 0 && run->step < stop) {
         const dm_stage_mode mode = dm_train_stage_at(hp, run->step);
         sample_batch(data, &run->rng, tm->B, tm->T, w);
@@ -429,6 +432,8 @@ static int run_steps(t_run *run, const t_data *data, dm_err *err)
         if ((hp->checkpoint_every > 0 && run->step % hp->checkpoint_every == 0) || run->step == stop)
             rc = checkpoint_save(run, err);
     }
+    if (rc == 0 && run->o->dump_dir && run->step == stop)
+        rc = dump_weights(run, "final", err);
     cJSON_Delete(losses);
     free(w);
     return rc;
@@ -464,8 +469,14 @@ int dm_train_run(const dm_train_config *tc, const dm_train_opts *o, dm_err *err)
         if (!run.log)
             rc = dm_errorf(err, "%s: cannot write the training log", run.log_path);
     }
-    if (o->dump_dir && rc == 0)
+    if (o->dump_dir && rc == 0) {
         dm_make_dirs(o->dump_dir);
+        if (o->config_path) {   /* so the oracle needs no --config */
+            char *to = dm_path_join(o->dump_dir, "train_config.json");
+            rc = dm_copy_file(o->config_path, to, err);
+            free(to);
+        }
+    }
     if (rc == 0)
         rc = run_steps(&run, &data, err);
     if (rc == 0 && run.step >= tc->hp.steps && o->tokenizer)

@@ -5,6 +5,6 @@
 # against torch.optim / torch.nn.utils, hand-computed bias update, KL and balance cases, autograd
 # against finite differences (sparse mode), float32 dumps of the oracle passing the float64 checks
 # in every mode, and tampered or deliberately wrong dumps failing. The full set (finite differences
-# in every mode, all 16 wrong oracles): /usr/bin/python3 tests/reference/train_ref.py selftest
+# in every mode, all 19 wrong oracles): /usr/bin/python3 tests/reference/train_ref.py selftest
 set -u
 exec /usr/bin/python3 tests/reference/train_ref.py selftest --quick
