@@ -56,6 +56,18 @@ static void print_report(const dm_eval_report *r, const char *model, const char 
         printf("(stopped at --max-tokens)\n");
 }
 
+/* What an evaluation over documents needs: the documents --data names, the
+ * model, its tokenizer; and the window length (ctx 0: the default). */
+static int load_eval_inputs(const char *data, const char *dir, int *ctx, dm_docs *docs, dm_model **m,
+                            dm_tokenizer **tok, dm_err *err)
+{
+    if (dm_eval_load_data(data, docs, err) || dm_model_load(m, dir, err) || dm_tokenizer_load(tok, dir, err))
+        return -1;
+    if (*ctx == 0)
+        *ctx = (*m)->cfg.max_position_embeddings < DEFAULT_CTX ? (int)(*m)->cfg.max_position_embeddings : DEFAULT_CTX;
+    return 0;
+}
+
 static int eval_ppl(int argc, char **argv)
 {
     const char *data = NULL;
@@ -84,13 +96,10 @@ static int eval_ppl(int argc, char **argv)
     dm_model *m = NULL;
     dm_tokenizer *tok = NULL;
     dm_docs docs = { 0 };
-    if (dm_eval_load_data(data, &docs, &err) || dm_model_load(&m, pos[0], &err) ||
-        dm_tokenizer_load(&tok, pos[0], &err)) {
+    if (load_eval_inputs(data, pos[0], &ctx, &docs, &m, &tok, &err)) {
         rc = cli_fail(&err);
         goto out;
     }
-    if (ctx == 0)
-        ctx = m->cfg.max_position_embeddings < DEFAULT_CTX ? (int)m->cfg.max_position_embeddings : DEFAULT_CTX;
     dm_evaluator *ev = dm_evaluator_new(m, tok, ctx);
     dm_ctx_set_dense_attention(ev->c, dense);
     dm_eval_report r;
@@ -349,12 +358,9 @@ static int eval_routing(int argc, char **argv)
     dm_model *m = NULL;
     dm_tokenizer *tok = NULL;
     dm_docs docs = { 0 };
-    if (dm_eval_load_data(data, &docs, &err) || dm_model_load(&m, pos[0], &err) ||
-        dm_tokenizer_load(&tok, pos[0], &err)) {
+    if (load_eval_inputs(data, pos[0], &ctx, &docs, &m, &tok, &err)) {
         rc = cli_fail(&err);
     } else {
-        if (ctx == 0)
-            ctx = m->cfg.max_position_embeddings < DEFAULT_CTX ? (int)m->cfg.max_position_embeddings : DEFAULT_CTX;
         dm_evaluator *ev = dm_evaluator_new(m, tok, ctx);
         dm_routing_stats st;
         rc = dm_eval_routing(ev, &docs, (int64_t)max_tokens, &st, &err);

@@ -112,10 +112,19 @@ void dm_progress_end(dm_progress *p);
 extern int dm_verbosity;   /* 0 quiet, 1 normal (default), 2 verbose */
 void dm_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ---- hashing --------------------------------------------------------------- */
+
+/* 64-bit FNV-1a: stable identities (per-tensor random seeds, corpus splits).
+ * Not for hash tables on hostile input. */
+uint64_t dm_fnv1a64(const void *p, size_t n);
+
 /* ---- threads and CPU ------------------------------------------------------ */
 
 void dm_threads_set(int n);   /* n <= 0: all cores */
 int dm_threads_get(void);
+/* The calling thread's index in the current OpenMP team (0 outside one, or
+ * without OpenMP): the slot of its per-thread scratch. */
+int dm_thread_id(void);
 
 typedef struct dm_cpu_features {
     bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512bf16;

@@ -131,6 +131,26 @@ int dm_threads_get(void)
     return g_threads;
 }
 
+int dm_thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+uint64_t dm_fnv1a64(const void *p, size_t n)
+{
+    const uint8_t *s = p;
+    uint64_t h = 0xcbf29ce484222325ULL;   /* offset basis */
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ULL;            /* FNV prime */
+    }
+    return h;
+}
+
 /* ---- CPU features ---- */
 
 static bool env_flag(const char *name)

@@ -54,13 +54,7 @@ uint64_t cp_mix64(uint64_t x)
 
 uint64_t dm_corpus_hash(const void *p, size_t n)
 {
-    const uint8_t *s = p;
-    uint64_t h = 0xcbf29ce484222325ULL;   /* FNV-1a offset basis and prime */
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 0x100000001b3ULL;
-    }
-    return cp_mix64(h);
+    return cp_mix64(dm_fnv1a64(p, n));
 }
 
 dm_split dm_split_of(const void *identity, size_t n)

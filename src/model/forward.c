@@ -9,9 +9,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* ---- sequences (KV cache) ------------------------------------------------ */
 
@@ -202,10 +199,7 @@ void dm_ctx_reserve_scratch(dm_ctx *x, size_t n)
 
 float *dm_ctx_thread_scratch(dm_ctx *x)
 {
-    int t = 0;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-#endif
+    const int t = dm_thread_id();
     DM_ASSERT(t < x->n_threads);
     return x->scratch + (size_t)t * x->scratch_cap;
 }

@@ -126,14 +126,6 @@ static int declare(dm_st_writer *w, const tspec *t, dm_wfmt f, dm_err *err)
 
 /* ---- values ----------------------------------------------------------------------- */
 
-static uint64_t name_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;   /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
-}
-
 static void fill_uniform(dm_rng *r, float *dst, int64_t n, float centre, float scale)
 {
     for (int64_t i = 0; i < n; i++)
@@ -189,7 +181,7 @@ static int write_quantized(dm_st_writer *w, const tspec *t, dm_wfmt f, dm_rng *r
 static int write_tensor(dm_st_writer *w, const tspec *t, dm_wfmt requested, uint64_t seed, dm_err *err)
 {
     dm_rng r;
-    dm_rng_seed(&r, seed ^ name_hash(t->base));
+    dm_rng_seed(&r, seed ^ dm_fnv1a64(t->base, strlen(t->base)));
     dm_wfmt f = format_of(t, requested);
     if (!t->linear)
         return write_plain_rows(w, t, t->f32 ? DM_WFMT_F32 : f, &r, t->base, err);

@@ -8,9 +8,6 @@
 #include "model/forward_internal.h"
 
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* The dense MLP: out[T][D] = down(silu(gate·a) ⊙ up·a), gate and up as one batch. */
 void dm_mlp_forward(dm_ctx *c, int l, const dm_mlp_w *w, dm_linear first, int T, float *out)
@@ -35,10 +32,7 @@ static void route(dm_ctx *c, int l, int T)
     dm_matmul_exact(c->r_logits, c->a, &moe->router, T);
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < T; i++) {
-        int t = 0;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-#endif
+        const int t = dm_thread_id();
         float *tmp = c->r_tmp + (size_t)t * (size_t)(c->m->cfg.n_routed_experts + G);
         dm_route_token(&p, c->r_logits + (size_t)i * E, moe->bias, c->r_scores + (size_t)i * E,
                        c->r_sel + (size_t)i * K, c->r_gate + (size_t)i * K, tmp);

@@ -12,11 +12,14 @@
 
 enum { INIT_STD_PERMILLE = 20 };   /* std 0.02, GPT-2/DeepSeek-style init */
 
-static uint64_t name_hash(const char *s)
+/* Each tensor's random stream is seeded with seed ^ tensor_seed(name). The
+ * constant is not FNV-1a's offset basis (a digit short): it is what trained
+ * the committed reference model, so it stays, for the recipe to reproduce it. */
+static uint64_t tensor_seed(const char *name)
 {
     uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    for (; *name; name++)
+        h = (h ^ (uint8_t)*name) * 1099511628211ull;
     return h;
 }
 
@@ -49,7 +52,7 @@ static void init_tensor(const t_param *p, float *w, const dm_config *c, uint64_t
     if (s->residual_out)
         std /= sqrt(2.0 * dm_config_total_layers(c));
     dm_rng r;
-    dm_rng_seed(&r, seed ^ name_hash(s->name));
+    dm_rng_seed(&r, seed ^ tensor_seed(s->name));
     fill_normal(&r, w, p->n, std);
 }
 

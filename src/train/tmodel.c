@@ -9,18 +9,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 enum { HEAD_CHUNK = 256 };   /* rows of logits alive at a time */
 
 float *t_thread_scratch(t_model *tm)
 {
-    int t = 0;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-#endif
+    const int t = dm_thread_id();
     DM_ASSERT(t < tm->n_threads);
     return tm->scratch + (size_t)t * tm->scratch_per_thread;
 }
