@@ -3,7 +3,7 @@
 # why each is there). Skips apt-get when everything is already installed.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config
-      libopenblas-dev libpcre2-dev libcjson-dev libutf8proc-dev zlib1g-dev
+      libopenblas-dev libpcre2-dev libcjson-dev libutf8proc-dev nettle-dev zlib1g-dev
       libpython3.11-stdlib linux-doc-6.1
       python3 python3-torch python3-numpy python3-scipy python3-regex)
 missing=()

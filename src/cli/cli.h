@@ -67,6 +67,10 @@ int cmd_bench(int argc, char **argv);
 int cmd_corpus(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_eval_kl(int argc, char **argv);   /* `eval kl`, in its own file */
 int cmd_train(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
 
 #endif

@@ -385,6 +385,7 @@ static const cli_sub subcommands[] = {
     { "ppl", eval_ppl, "loss per token, perplexity, bits per byte (per source)" },
     { "reasoning", eval_reasoning, "exact-match accuracy on held-out reasoning problems (greedy)" },
     { "routing", eval_routing, "expert usage per layer and document source, load balance" },
+    { "kl", cmd_eval_kl, "KL divergence, top-1 agreement and perplexity ratio of students to a teacher" },
 };
 
 int cmd_eval(int argc, char **argv)

@@ -5,6 +5,7 @@
  * --mtp-out adds the MTP head's logits. */
 #include "cli/cli.h"
 #include "model/model.h"
+#include "prune/prune.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -68,9 +69,21 @@ static int run_mtp(const logits_job *j, const float *hidden, float *logits, dm_e
     return 0;
 }
 
+static int apply_mask(const char *path, dm_ctx *ctx, const dm_model *m, dm_err *err)
+{
+    dm_plan p;
+    if (dm_plan_load(&p, path, err))
+        return -1;
+    int rc = dm_plan_mask(&p, ctx, m, err);
+    if (rc)
+        dm_err_prefix(err, "%s", path);
+    dm_plan_free(&p);
+    return rc;
+}
+
 int cmd_logits(int argc, char **argv)
 {
-    const char *text = NULL, *ids_arg = NULL, *out = NULL, *mtp_out = NULL;
+    const char *text = NULL, *ids_arg = NULL, *out = NULL, *mtp_out = NULL, *mask_plan = NULL;
     bool decode = false, precise = false, no_special = false;
     int batch = 512, decode_from = -1, last = 0;
     const cli_opt opts[] = {
@@ -84,6 +97,7 @@ int cmd_logits(int argc, char **argv)
         { "--batch", NULL, CLI_INT, &batch, "N", "rows per prefill chunk (default 512)" },
         { "--last", NULL, CLI_INT, &last, "N", "write only the last N positions (default: all)" },
         { "--no-special", NULL, CLI_FLAG, &no_special, NULL, "treat special-token text as plain text" },
+        { "--mask-plan", NULL, CLI_STR, &mask_plan, "PLAN", "mask the experts a prune plan drops out of the router" },
     };
     const cli_spec spec = { "logits", "MODEL_DIR ", "Writes the logits of every position as a NumPy .npy file.",
                             opts, (int)(sizeof opts / sizeof opts[0]), 1, 1 };
@@ -133,7 +147,9 @@ int cmd_logits(int argc, char **argv)
     dm_seq *seq = dm_seq_new(m, T);
     logits_job job = { ctx, seq, ids, T, V, D, decode_from < 0 ? T : decode_from };
     double t0 = dm_time_sec();
-    rc = run_main(&job, logits, hidden, &err);
+    rc = mask_plan ? apply_mask(mask_plan, ctx, m, &err) : 0;
+    if (rc == 0)
+        rc = run_main(&job, logits, hidden, &err);
     if (rc == 0 && mtp_out)
         rc = run_mtp(&job, hidden, mtp, &err);
     double dt = dm_time_sec() - t0;

@@ -20,6 +20,9 @@ static const struct command {
     { "tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer on a corpus; encode text" },
     { "eval", cmd_eval, "loss, perplexity and bits per byte on text; reasoning accuracy" },
     { "train", cmd_train, "train a model (full backward pass, AdamW, exact resume)" },
+    { "calibrate", cmd_calibrate, "expert saliency (REAP, frequency, EAN) and imatrix over calibration text" },
+    { "plan", cmd_plan, "choose the experts each layer keeps (uniform or non-uniform) from saliency stats" },
+    { "prune", cmd_prune, "remove experts byte-exactly, streaming, into a new model directory" },
 };
 
 static void usage(FILE *f)

@@ -118,6 +118,19 @@ void dm_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
  * Not for hash tables on hostile input. */
 uint64_t dm_fnv1a64(const void *p, size_t n);
 
+/* SHA-256 (nettle): incremental and one-shot; dm_sha256_hex writes 64 hex
+ * digits and a NUL. */
+typedef struct dm_sha256_ctx {
+    uint64_t state[16];          /* large enough for nettle's sha256_ctx */
+} dm_sha256_ctx;
+
+void dm_sha256_init(dm_sha256_ctx *c);
+void dm_sha256_update(dm_sha256_ctx *c, const void *p, size_t n);
+void dm_sha256_final(dm_sha256_ctx *c, uint8_t out[32]);
+void dm_sha256_hex(const uint8_t digest[32], char out[65]);
+/* SHA-256 of a whole file, read in bounded chunks (never mapped). */
+int dm_sha256_file(const char *path, uint8_t out[32], dm_err *err);
+
 /* ---- threads and CPU ------------------------------------------------------ */
 
 void dm_threads_set(int n);   /* n <= 0: all cores */

@@ -95,6 +95,9 @@ typedef struct dm_eval_report {
     bool truncated;             /* max_tokens stopped it early */
 } dm_eval_report;
 
+/* A document's ids framed by <|endoftext|> (when the tokenizer has it), *n of them. */
+int32_t *dm_eval_frame_doc(const dm_evaluator *ev, const dm_doc *d, size_t *n);
+
 /* Evaluates documents in order (needs ev->tok), until max_tokens predictions
  * when max_tokens > 0. Per-source totals for records that name a source. */
 int dm_eval_docs(dm_evaluator *ev, const dm_docs *docs, int64_t max_tokens, dm_eval_report *r, dm_err *err);
@@ -116,6 +119,74 @@ typedef struct dm_routing_stats {
 int dm_eval_routing(dm_evaluator *ev, const dm_docs *docs, int64_t max_tokens, dm_routing_stats *st, dm_err *err);
 const int64_t *dm_routing_counts(const dm_routing_stats *st, int group, int layer);
 void dm_routing_stats_free(dm_routing_stats *st);
+
+/* ---- KL divergence to a teacher (kl.c) ----
+ *
+ * The teacher's next-token distributions over held-out documents (framed and
+ * windowed exactly as dm_eval_docs does) are computed once and cached; each
+ * student is then scored against the cache at the same positions:
+ *   KL(teacher ‖ student) per position, in nats;
+ *   top-1 agreement (student argmax == teacher argmax);
+ *   both models' loss on the actual next token (their perplexity ratio).
+ * The cache keeps, per position, either the full log-distribution or the
+ * teacher's top-k tokens and the log of the mass of all others (an "other"
+ * bucket). KL over (top-k, other) coarse-grains both distributions, so it is
+ * a lower bound of the full KL (by the log-sum inequality) and equals it when
+ * the bucket's mass is negligible. */
+typedef struct dm_kl_cache {
+    char teacher_hash[65];      /* dm_model_hash of the teacher */
+    char data_hash[65];         /* sha256 of the framed token stream, documents and sources */
+    int V, ctx, top_k;          /* top_k 0: full distributions */
+    int n_docs;
+    int64_t *doc_start;         /* [n_docs + 1] offsets into tokens */
+    int32_t *doc_group;         /* [n_docs] index into group, -1: no source */
+    int32_t *tokens;            /* framed documents, concatenated */
+    int n_groups;
+    char *group[DM_EVAL_MAX_GROUPS];
+    int64_t n_pos;              /* predictions */
+    bool truncated;             /* max_tokens cut the documents short */
+    int32_t *top_id;            /* [n_pos][top_k] teacher's most likely tokens, most likely first */
+    float *logp;                /* [n_pos][top_k] their log-probabilities, or [n_pos][V] (full) */
+    float *other_logp;          /* [n_pos] log of the rest's mass (top-k only; -inf if none) */
+    float *target_logp;         /* [n_pos] log-probability of the actual next token */
+} dm_kl_cache;
+
+/* Runs the teacher (ev, with a tokenizer) over the documents, up to max_tokens
+ * predictions (0: all), keeping top_k tokens per position (0: full). */
+int dm_kl_cache_build(dm_evaluator *teacher, const dm_docs *docs, int top_k, int64_t max_tokens, dm_kl_cache *c,
+                      dm_err *err);
+/* The data_hash a cache built from these documents would have (checks that a
+ * cache was made from the data at hand). */
+int dm_kl_data_hash(dm_evaluator *ev, const dm_docs *docs, int64_t max_tokens, char out[65], dm_err *err);
+int dm_kl_cache_save(const dm_kl_cache *c, const char *path, dm_err *err);
+int dm_kl_cache_load(dm_kl_cache *c, const char *path, dm_err *err);
+void dm_kl_cache_free(dm_kl_cache *c);
+
+/* Accumulated comparison over a set of positions. */
+typedef struct dm_kl_sum {
+    int64_t n;
+    double kl, kl2, kl_max;     /* Σ KL, Σ KL², max */
+    int64_t top1_agree;
+    double nll_teacher, nll_student;
+    double dnll2;               /* Σ (nll_student − nll_teacher)² */
+} dm_kl_sum;
+
+typedef struct dm_kl_report {
+    dm_kl_sum total;
+    int n_groups;
+    char *group[DM_EVAL_MAX_GROUPS];
+    dm_kl_sum groups[DM_EVAL_MAX_GROUPS];
+    double median, p90, p99, p999;   /* of the per-position KL */
+    float *kl;                  /* [total.n] per-position KL, in position order */
+} dm_kl_report;
+
+/* Scores the student (same vocabulary) at every cached position. */
+int dm_kl_eval(dm_evaluator *student, const dm_kl_cache *c, dm_kl_report *r, dm_err *err);
+void dm_kl_report_free(dm_kl_report *r);
+double dm_kl_mean(const dm_kl_sum *s);
+double dm_kl_mean_se(const dm_kl_sum *s);        /* standard error of the mean KL */
+double dm_kl_ppl_ratio(const dm_kl_sum *s);      /* exp(mean nll_student − mean nll_teacher) */
+double dm_kl_ln_ratio_se(const dm_kl_sum *s);    /* standard error of its log */
 
 /* Reads what `--data` names: "CORPUS_DIR[:split]" (a corpus directory, split
  * val by default), a .jsonl file, or any other file as one plain-text

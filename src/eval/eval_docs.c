@@ -63,8 +63,7 @@ static int group_of(dm_eval_report *r, const char *source, dm_err *err)
     return r->n_groups++;
 }
 
-/* The document's ids framed by <|endoftext|> (when the tokenizer has it). */
-static int32_t *frame_doc(const dm_evaluator *ev, const dm_doc *d, size_t *n)
+int32_t *dm_eval_frame_doc(const dm_evaluator *ev, const dm_doc *d, size_t *n)
 {
     int k;
     int32_t *t = dm_tokenize(ev->tok, d->text, d->len, true, &k);
@@ -102,7 +101,7 @@ int dm_eval_docs(dm_evaluator *ev, const dm_docs *docs, int64_t max_tokens, dm_e
             break;
         }
         size_t n;
-        int32_t *ids = frame_doc(ev, d, &n);
+        int32_t *ids = dm_eval_frame_doc(ev, d, &n);
         dm_nll x = { 0 };
         rc = dm_eval_stream(ev, ids, n, max_tokens > 0 ? max_tokens - r->total.n_tokens : 0, &x, err);
         free(ids);

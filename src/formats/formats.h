@@ -214,6 +214,8 @@ typedef struct dm_st_writer dm_st_writer;
  * bytes per shard, headers not counted), or "model.safetensors" when
  * everything fits in one. Never fails. */
 dm_st_writer *dm_st_writer_new(const char *dir, size_t max_shard_bytes);
+/* One file at exactly `path` (written as path.tmp-<pid>, renamed at finish). */
+dm_st_writer *dm_st_writer_new_file(const char *path);
 /* Adds (or replaces) a __metadata__ entry, written into every shard. Before
  * begin only; keys and values must be UTF-8 (checked by begin). */
 void dm_st_writer_set_metadata(dm_st_writer *w, const char *key, const char *value);
@@ -229,6 +231,11 @@ int dm_st_writer_write(dm_st_writer *w, const char *name, const void *data, size
  * order and overlap (rewritten bytes simply take the last value). */
 int dm_st_writer_write_part(dm_st_writer *w, const char *name, size_t offset, const void *data,
                             size_t nbytes, dm_err *err);
+/* Copies nbytes from a file (src_fd at src_off) into bytes [offset, +nbytes)
+ * of a tensor, in the kernel (copy_file_range) where possible: how pruning
+ * moves tensors verbatim without holding them in memory. */
+int dm_st_writer_copy(dm_st_writer *w, const char *name, size_t offset, int src_fd, size_t src_off, size_t nbytes,
+                      dm_err *err);
 /* Fails, naming the tensor, if any byte of any tensor was never written (the
  * writer stays usable: write the rest and finish again). */
 int dm_st_writer_finish(dm_st_writer *w, dm_err *err);

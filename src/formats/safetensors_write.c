@@ -14,6 +14,7 @@
  * 8, so every tensor starts aligned to its element size (as Python
  * safetensors does). Memory is O(tensors + written pieces), never O(bytes):
  * coverage is tracked as merged byte intervals per tensor. */
+#define _GNU_SOURCE   /* copy_file_range */
 #include "formats/formats.h"
 #include "formats/st_internal.h"
 
@@ -54,6 +55,7 @@ enum { WS_DECLARE, WS_BEGUN, WS_DONE };
 
 struct dm_st_writer {
     char *dir;
+    char *file_path;            /* single-file mode: the one file to write */
     size_t max_shard_bytes;
     int n_meta;
     char **meta_keys, **meta_values;
@@ -183,6 +185,16 @@ dm_st_writer *dm_st_writer_new(const char *dir, size_t max_shard_bytes)
     return w;
 }
 
+dm_st_writer *dm_st_writer_new_file(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? dm_strndup(path, (size_t)(slash - path) + (slash == path)) : dm_strdup(".");
+    dm_st_writer *w = dm_st_writer_new(dir, 0);
+    free(dir);
+    w->file_path = dm_strdup(path);
+    return w;
+}
+
 void dm_st_writer_set_metadata(dm_st_writer *w, const char *key, const char *value)
 {
     DM_ASSERT(w->state == WS_DECLARE);
@@ -257,7 +269,7 @@ static void assign_shards(dm_st_writer *w)
     for (int k = 0; k < w->n_shards; k++) {
         char *base = w->n_shards == 1 ? dm_strdup("model.safetensors")
                                       : dm_asprintf("model-%05d-of-%05d.safetensors", k + 1, w->n_shards);
-        w->shards[k].final_path = dm_path_join(w->dir, base);
+        w->shards[k].final_path = w->file_path ? dm_strdup(w->file_path) : dm_path_join(w->dir, base);
         w->shards[k].tmp_path = dm_asprintf("%s.tmp-%d", w->shards[k].final_path, (int)getpid());
         free(base);
     }
@@ -467,6 +479,53 @@ int dm_st_writer_write_part(dm_st_writer *w, const char *name, size_t offset, co
     return 0;
 }
 
+/* Copies [src_off, src_off+nbytes) of src_fd to bytes [offset, ...) of a tensor:
+ * in the kernel (copy_file_range) where it can, else through a bounded buffer. */
+int dm_st_writer_copy(dm_st_writer *w, const char *name, size_t offset, int src_fd, size_t src_off, size_t nbytes,
+                      dm_err *err)
+{
+    DM_ASSERT(w->state == WS_BEGUN);
+    wtensor *t = lookup(w, name);
+    if (!t)
+        return dm_errorf(err, "%s: tensor \"%s\" was not declared", w->dir, SHOW(name));
+    const char *path = w->shards[t->shard].tmp_path;
+    if (offset > t->nbytes || nbytes > t->nbytes - offset)
+        return dm_errorf(err, "%s: tensor \"%s\": copy of bytes [%zu, +%zu) past its %zu bytes", path, SHOW(name),
+                         offset, nbytes, t->nbytes);
+    int fd = shard_fd(w, t->shard, err);
+    if (fd < 0)
+        return -1;
+    loff_t in = (loff_t)src_off, out = (loff_t)(t->pos + offset);
+    size_t left = nbytes;
+    while (left > 0) {
+        ssize_t r = copy_file_range(src_fd, &in, fd, &out, left, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;   /* unsupported here (or a short source): finish through a buffer */
+        left -= (size_t)r;
+    }
+    enum { CHUNK = 8 << 20 };
+    uint8_t *buf = left ? dm_malloc(CHUNK) : NULL;
+    while (left > 0) {
+        size_t n = left < CHUNK ? left : CHUNK;
+        ssize_t r = pread(src_fd, buf, n, (off_t)in);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0 || pwrite_all(fd, buf, (size_t)r, (size_t)out) != 0) {
+            free(buf);
+            return dm_errorf(err, "%s: tensor \"%s\": copy failed: %s", path, SHOW(name),
+                             r == 0 ? "source too short" : strerror(errno));
+        }
+        in += r;
+        out += r;
+        left -= (size_t)r;
+    }
+    free(buf);
+    cover(t, offset, offset + nbytes);
+    return 0;
+}
+
 int dm_st_writer_write(dm_st_writer *w, const char *name, const void *data, size_t nbytes, dm_err *err)
 {
     const wtensor *t = lookup(w, name);
@@ -573,5 +632,6 @@ void dm_st_writer_free(dm_st_writer *w)
     free(w->t);
     free(w->slot);
     free(w->dir);
+    free(w->file_path);
     free(w);
 }

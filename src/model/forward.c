@@ -169,6 +169,10 @@ void dm_ctx_free(dm_ctx *x)
                      x->ex_x, x->ex_h1, x->ex_h2, x->ex_y, x->obs_out, x->emb2, x->jobs, x->job_expert };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dm_aligned_free(bufs[i]);
+    if (x->expert_keep)
+        for (int l = 0; l < dm_config_total_layers(&x->m->cfg); l++)
+            free(x->expert_keep[l]);
+    free(x->expert_keep);
     free(x->row_seq);
     free(x->row_pos);
     free(x->row_id);
@@ -187,6 +191,21 @@ void dm_ctx_set_observer(dm_ctx *x, const dm_observer *obs)
 }
 
 void dm_ctx_set_dense_attention(dm_ctx *x, bool dense) { x->dense_attention = dense; }
+
+void dm_ctx_set_expert_mask(dm_ctx *x, int layer, const uint8_t *keep)
+{
+    const dm_config *c = &x->m->cfg;
+    const int L = dm_config_total_layers(c);
+    DM_ASSERT(layer >= 0 && layer < L && c->layer_moe[layer]);
+    if (!x->expert_keep)
+        x->expert_keep = dm_calloc((size_t)L, sizeof(uint8_t *));
+    free(x->expert_keep[layer]);
+    x->expert_keep[layer] = NULL;
+    if (keep) {
+        x->expert_keep[layer] = dm_malloc((size_t)c->layer_experts[layer]);
+        memcpy(x->expert_keep[layer], keep, (size_t)c->layer_experts[layer]);
+    }
+}
 
 void dm_ctx_reserve_scratch(dm_ctx *x, size_t n)
 {
@@ -241,7 +260,7 @@ static void output_rows(dm_ctx *c, const dm_wmat *head, const float *norm_w, int
     if (hidden)
         memcpy(hidden, h, (size_t)n * D * sizeof(float));
     if (logits) {
-        dm_observe_linear(c, layer_for_obs, DM_LIN_LM_HEAD, -1, h, n, D);
+        dm_observe_linear_rows(c, layer_for_obs, DM_LIN_LM_HEAD, -1, h, n, D, NULL, first);
         dm_matmul(logits, h, head, n);
     }
 }

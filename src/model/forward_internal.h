@@ -14,6 +14,7 @@ struct dm_ctx {
     int B;                      /* max rows per chunk */
     dm_observer obs;            /* callbacks NULL when not observing */
     bool dense_attention;       /* ignore the indexer's selection */
+    uint8_t **expert_keep;      /* [layers] router masks (dm_ctx_set_expert_mask), NULL: none */
     int n_threads;
 
     dm_seq **row_seq;           /* [B] */
@@ -57,11 +58,19 @@ struct dm_ctx {
     float *emb2;                /* [B][2D] MTP: [enorm(e); hnorm(h)] */
 };
 
+/* Rows in batch order (rows NULL, first_row 0): the common case. */
 static inline void dm_observe_linear(dm_ctx *c, int layer, dm_linear which, int expert, const float *x, int T,
                                      int K)
 {
     if (c->obs.linear_in)
-        c->obs.linear_in(c->obs.user, layer, which, expert, x, T, K);
+        c->obs.linear_in(c->obs.user, layer, which, expert, x, T, K, NULL, 0);
+}
+
+static inline void dm_observe_linear_rows(dm_ctx *c, int layer, dm_linear which, int expert, const float *x, int T,
+                                          int K, const int *rows, int first_row)
+{
+    if (c->obs.linear_in)
+        c->obs.linear_in(c->obs.user, layer, which, expert, x, T, K, rows, first_row);
 }
 
 /* Per-thread scratch of at least n floats (n <= c->scratch_cap). */

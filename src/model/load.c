@@ -476,3 +476,24 @@ void dm_linear_name(int layer, dm_linear which, int expert, char *buf, size_t ca
     else
         snprintf(buf, cap, "model.layers.%d.%s.weight", layer, linear_names[which]);
 }
+
+int dm_model_hash(const dm_model *m, char out[65], dm_err *err)
+{
+    char *path = dm_path_join(m->dir, "config.json");
+    char *cfg;
+    size_t len;
+    int rc = dm_read_file(path, &cfg, &len, err);
+    free(path);
+    if (rc)
+        return -1;
+    dm_sha256_ctx c;
+    dm_sha256_init(&c);
+    dm_sha256_update(&c, cfg, len);
+    free(cfg);
+    for (int f = 0; f < m->st.n_files; f++)   /* the headers name every tensor, its dtype, shape and place */
+        dm_sha256_update(&c, m->st.files[f].map.data, m->st.files[f].data_start);
+    uint8_t dg[32];
+    dm_sha256_final(&c, dg);
+    dm_sha256_hex(dg, out);
+    return 0;
+}

@@ -154,6 +154,10 @@ typedef struct dm_model {
  * presence, dtype and shape; an error names the file and the tensor. */
 int dm_model_load(dm_model **out, const char *dir, dm_err *err);
 void dm_model_free(dm_model *m);
+/* The model's identity: sha256 of config.json and every safetensors header
+ * (which name every tensor, its dtype, shape and place), as 64 hex digits.
+ * Stats files, plans and KL caches record it to refuse a mismatched model. */
+int dm_model_hash(const dm_model *m, char out[65], dm_err *err);
 
 /* Which linear map inside a layer, for observers and tensor naming. */
 typedef enum dm_linear {
@@ -181,6 +185,8 @@ typedef struct dm_router_params {
     dm_topk_method method;
     bool norm_topk_prob;
     float scaling;              /* routed_scaling_factor */
+    const uint8_t *keep;        /* [E] 0: expert masked out (a pruning plan applied without
+                                   pruning; dm_ctx_set_expert_mask), NULL: every expert */
 } dm_router_params;
 
 dm_router_params dm_router_params_for(const dm_config *c, int layer);
@@ -238,8 +244,13 @@ typedef struct dm_observer {
     /* Called once per MoE layer per forward call. */
     void (*moe)(void *user, const dm_moe_obs *obs);
     /* Called with the input rows x[T][K] of every linear map, before the
-     * product; expert is the routed expert (DM_LIN_EXP_*) or -1. */
-    void (*linear_in)(void *user, int layer, dm_linear which, int expert, const float *x, int T, int K);
+     * product; expert is the routed expert (DM_LIN_EXP_*) or -1. rows[i] is
+     * the batch row (index into the forward call's rows) input row i belongs
+     * to — expert inputs come grouped by expert — or NULL when input row i is
+     * batch row first_row + i (rows in order; first_row is 0 except for the
+     * output head of a call that wants only the last row). */
+    void (*linear_in)(void *user, int layer, dm_linear which, int expert, const float *x, int T, int K,
+                      const int *rows, int first_row);
 } dm_observer;
 
 /* ---- the forward pass ------------------------------------------------------ */
@@ -254,6 +265,11 @@ void dm_ctx_set_observer(dm_ctx *c, const dm_observer *obs);   /* NULL: none */
 /* Dense attention: ignore the DSA indexer's selection (every causal key is
  * attended). For measuring what the sparse attention costs. */
 void dm_ctx_set_dense_attention(dm_ctx *c, bool dense);
+/* Masks experts out of layer l's router, as if pruned: they are never
+ * selected and (softmax scoring) leave the normalization. keep[E]: nonzero
+ * to keep; NULL removes the mask. The reference the pruned checkpoint must
+ * reproduce (tests/prune/). */
+void dm_ctx_set_expert_mask(dm_ctx *c, int layer, const uint8_t *keep);
 
 /* Runs tokens[T] through the main model at positions seq->n_past.. and
  * appends them to the cache (batched prefill, or decode when T = 1).

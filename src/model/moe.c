@@ -26,7 +26,8 @@ void dm_mlp_forward(dm_ctx *c, int l, const dm_mlp_w *w, dm_linear first, int T,
 static void route(dm_ctx *c, int l, int T)
 {
     const dm_moe_w *moe = &c->m->layers[l].moe;
-    const dm_router_params p = dm_router_params_for(&c->m->cfg, l);
+    dm_router_params p = dm_router_params_for(&c->m->cfg, l);
+    p.keep = c->expert_keep ? c->expert_keep[l] : NULL;
     const int D = c->m->cfg.hidden_size, E = p.E, K = p.K, G = p.n_group;
     dm_observe_linear(c, l, DM_LIN_ROUTER, -1, c->a, T, D);
     dm_matmul_exact(c->r_logits, c->a, &moe->router, T);
@@ -87,6 +88,7 @@ static void run_experts(dm_ctx *c, int l, int T)
     const int Is = I * cfg->n_shared_experts;
     dm_mm_job *up = c->jobs, *down = c->jobs + 2 * (E + 1);
     int *expert_of = c->job_expert;   /* expert id of down[j], -1 for the shared expert */
+    const int *down_rows[E + 1];      /* batch rows of down[j]'s input rows, NULL: in order */
     int n_up = 0, n_down = 0;
     for (int e = 0; e <= E; e++) {
         bool shared = e == E;
@@ -100,19 +102,21 @@ static void run_experts(dm_ctx *c, int l, int T)
         float *h1 = shared ? c->h1 : c->ex_h1 + (size_t)s0 * I, *h2 = shared ? c->h2 : c->ex_h2 + (size_t)s0 * I;
         float *y = shared ? c->blk_out : c->ex_y + (size_t)s0 * D;
         dm_linear first = shared ? DM_LIN_SHEXP_GATE : DM_LIN_EXP_GATE;
-        dm_observe_linear(c, l, first, shared ? -1 : e, x, n, D);
-        dm_observe_linear(c, l, (dm_linear)(first + 1), shared ? -1 : e, x, n, D);
+        const int *rows = shared ? NULL : c->ex_row + s0;   /* expert inputs are grouped by expert */
+        dm_observe_linear_rows(c, l, first, shared ? -1 : e, x, n, D, rows, 0);
+        dm_observe_linear_rows(c, l, (dm_linear)(first + 1), shared ? -1 : e, x, n, D, rows, 0);
         up[n_up++] = (dm_mm_job){ h1, x, &w->gate, n, false };
         up[n_up++] = (dm_mm_job){ h2, x, &w->up, n, false };
         expert_of[n_down] = shared ? -1 : e;
+        down_rows[n_down] = rows;
         down[n_down++] = (dm_mm_job){ y, h1, &w->down, n, false };
     }
     dm_matmul_many(up, n_up);
     for (int j = 0; j < n_down; j++) {
         dm_silu_mul(up[2 * j].y, up[2 * j].y, up[2 * j + 1].y, (int64_t)up[2 * j].T * up[2 * j].w->rows);
         bool shared = expert_of[j] < 0;
-        dm_observe_linear(c, l, shared ? DM_LIN_SHEXP_DOWN : DM_LIN_EXP_DOWN, expert_of[j], down[j].x, down[j].T,
-                          shared ? Is : I);
+        dm_observe_linear_rows(c, l, shared ? DM_LIN_SHEXP_DOWN : DM_LIN_EXP_DOWN, expert_of[j], down[j].x,
+                               down[j].T, shared ? Is : I, down_rows[j], 0);
     }
     dm_matmul_many(down, n_down);
     if (!moe->has_shared)

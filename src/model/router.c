@@ -30,10 +30,10 @@ static void score(const dm_router_params *p, const float *logits, float *scores)
 {
     if (p->scoring == DM_SCORING_SIGMOID) {
         for (int e = 0; e < p->E; e++)
-            scores[e] = dm_sigmoid(logits[e]);
+            scores[e] = p->keep && !p->keep[e] ? 0.0f : dm_sigmoid(logits[e]);
     } else {
         for (int e = 0; e < p->E; e++)
-            scores[e] = logits[e];
+            scores[e] = p->keep && !p->keep[e] ? -INFINITY : logits[e];
         dm_softmax(scores, p->E);
     }
 }
@@ -74,7 +74,7 @@ void dm_route_token(const dm_router_params *p, const float *logits, const float 
     float *biased = tmp, *group_score = tmp + p->E;
     score(p, logits, scores);
     for (int e = 0; e < p->E; e++)
-        biased[e] = bias ? scores[e] + bias[e] : scores[e];
+        biased[e] = p->keep && !p->keep[e] ? -INFINITY : bias ? scores[e] + bias[e] : scores[e];
     if (p->n_group > 1 && p->method != DM_TOPK_GREEDY)
         limit_groups(p, biased, group_score);
     dm_topk(biased, p->E, p->K, sel);

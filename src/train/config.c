@@ -32,7 +32,6 @@ static const struct num_field {
     D("bias_update_rate", bias_update_rate, 1e-3, 0, 10),
     D("idx_weight", idx_weight, 1.0, 0, 1e6),
     I("log_every", log_every, 10, 1, 1 << 30),
-    I("eval_every", eval_every, 0, 0, 1 << 30),
     I("checkpoint_every", checkpoint_every, 200, 0, 1 << 30),
 #undef D
 #undef I

@@ -7,7 +7,7 @@
  *   cq = RMSNorm(q_a·a), q = q_b·cq           rope on each head's last P dims
  *   kv = kv_a·a: c = RMSNorm(kv[:R]), kpe = RoPE(kv[R:])
  *   [k_nope | v] = kv_b·c per head
- *   S = scale·(q_nope·k_noneᵀ + q_pe·kpeᵀ), masked (causal; DSA selection), P = softmax, O = P·V
+ *   S = scale·(q_nope·k_nopeᵀ + q_pe·kpeᵀ), masked (causal; DSA selection), P = softmax, O = P·V
  *
  * Forward keeps P; backward: dP = dO·Vᵀ, dV = Pᵀ·dO, dS = P⊙(dP − rowsum(P⊙dP))·scale,
  * dq = dS·K, dK = dSᵀ·q; the shared rope key's gradient sums over heads. */

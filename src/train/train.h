@@ -40,7 +40,7 @@ typedef struct dm_train_hparams {
     int n_domains;             /* data mixture (empty: proportional to domain size) */
     char domain_name[DM_TRAIN_MAX_DOMAINS][32];
     double domain_weight[DM_TRAIN_MAX_DOMAINS];
-    int log_every, eval_every, checkpoint_every;
+    int log_every, checkpoint_every;
 } dm_train_hparams;
 
 typedef struct dm_train_config {

@@ -419,7 +419,7 @@ static int run_steps(t_run *run, const t_data *data, dm_err *err)
         if (rc)
             break;
         t_adamw(&tm->ps, hp, mode, lr, gnorm);
-        if (mode != DM_STAGE_INDEXER_WARMUP && tm->c->layer_experts)
+        if (mode != DM_STAGE_INDEXER_WARMUP)
             t_update_router_bias(tm);
         steps_since++;
         if (run->step % hp->log_every == 0 || run->step + 1 == stop) {
