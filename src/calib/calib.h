@@ -74,6 +74,7 @@ int dm_calib_source(dm_calib_stats *st, const char *name);   /* index, adding it
 /* Index of the imatrix entry of tensor `name` (k input channels), created if
  * new; -1 if the name exists with another width. */
 int dm_calib_imat(dm_calib_stats *st, const char *name, int k);
+int dm_calib_imat_find(const dm_calib_stats *st, const char *name);   /* its index, or -1 */
 
 /* ---- calibration data ------------------------------------------------------ */
 

@@ -48,11 +48,16 @@ static void token_weights(const dm_tokenizer *tok, const dm_calib_doc *doc, cons
     const int32_t close = dm_token_id(tok, "</think>");
     if (o->think_close_weight == 1.0 || close < 0)
         return;
-    for (int i = 0; i < n; i++) {
-        if (ids[i] != close)
-            continue;
-        int a = i - o->think_close_window, z = i + o->think_close_window;
-        for (int j = a < 0 ? 0 : a; j <= z && j < n; j++)
+    /* A token within ±window of any </think> is multiplied once, however many
+     * </think> are that near (overlapping windows must not square the weight). */
+    const int64_t win = o->think_close_window;
+    int64_t last = INT64_MIN / 2;   /* the last </think> at or before j + win */
+    int64_t ahead = 0;
+    for (int j = 0; j < n; j++) {
+        for (; ahead < n && ahead <= j + win; ahead++)
+            if (ids[ahead] == close)
+                last = ahead;
+        if (last >= j - win)
             w[j] *= o->think_close_weight;
     }
 }

@@ -54,10 +54,11 @@ static int read_regions(dm_calib_doc *doc, const cJSON *field, const char *where
         const cJSON *r = cJSON_GetArrayItem(field, i);
         const cJSON *a = cJSON_GetArrayItem(r, 0), *b = cJSON_GetArrayItem(r, 1), *w = cJSON_GetArrayItem(r, 2);
         if (!cJSON_IsArray(r) || cJSON_GetArraySize(r) != 3 || !cJSON_IsNumber(a) || !cJSON_IsNumber(b) ||
-            !cJSON_IsNumber(w) || a->valuedouble < 0 || b->valuedouble < a->valuedouble ||
-            b->valuedouble > (double)doc->len || !(w->valuedouble >= 0) || !isfinite(w->valuedouble))
-            return dm_errorf(err, "%s: weights[%d] must be [start, end, weight] with 0 <= start <= end <= %zu "
-                             "and weight >= 0", where, i, doc->len);
+            !cJSON_IsNumber(w) || !(a->valuedouble >= 0) || b->valuedouble < a->valuedouble ||
+            b->valuedouble > (double)doc->len || a->valuedouble != floor(a->valuedouble) ||
+            b->valuedouble != floor(b->valuedouble) || !(w->valuedouble >= 0) || !isfinite(w->valuedouble))
+            return dm_errorf(err, "%s: weights[%d] must be [start, end, weight] with integer byte offsets "
+                             "0 <= start <= end <= %zu and weight >= 0", where, i, doc->len);
         doc->region[2 * i] = (size_t)a->valuedouble;
         doc->region[2 * i + 1] = (size_t)b->valuedouble;
         doc->region_weight[i] = w->valuedouble;

@@ -92,16 +92,24 @@ static void imat_index_add(dm_calib_stats *st, int i)
     imat_slot_put(st, i);
 }
 
+int dm_calib_imat_find(const dm_calib_stats *st, const char *name)
+{
+    if (!st->imat_slots)
+        return -1;
+    size_t h = (size_t)dm_fnv1a64(name, strlen(name)) & (size_t)(st->imat_slots - 1);
+    for (; st->imat_slot[h] >= 0; h = (h + 1) & (size_t)(st->imat_slots - 1))
+        if (!strcmp(st->imat_name[st->imat_slot[h]], name))
+            return st->imat_slot[h];
+    return -1;
+}
+
 /* Index of the imatrix entry of tensor `name` with k channels, created if
  * new; -1 when an entry of that name has another width. */
 int dm_calib_imat(dm_calib_stats *st, const char *name, int k)
 {
-    if (st->imat_slots) {
-        size_t h = (size_t)dm_fnv1a64(name, strlen(name)) & (size_t)(st->imat_slots - 1);
-        for (; st->imat_slot[h] >= 0; h = (h + 1) & (size_t)(st->imat_slots - 1))
-            if (!strcmp(st->imat_name[st->imat_slot[h]], name))
-                return st->imat_k[st->imat_slot[h]] == k ? st->imat_slot[h] : -1;
-    }
+    const int found = dm_calib_imat_find(st, name);
+    if (found >= 0)
+        return st->imat_k[found] == k ? found : -1;
     if (st->n_imat == st->cap_imat) {
         st->cap_imat = st->cap_imat ? 2 * st->cap_imat : 256;
         st->imat_name = dm_realloc(st->imat_name, (size_t)st->cap_imat * sizeof(char *));

@@ -37,8 +37,9 @@ int dm_calib_save(const dm_calib_stats *st, const char *path, dm_err *err)
     rc = dm_st_writer_declare(w, "experts_per_layer", DM_DTYPE_I32, 1, shape, err);
     for (int s = 0; s < st->n_sources && rc == 0; s++) {
         int64_t sh[2] = { (int64_t)st->n_rows, DM_ACC_N };
-        snprintf(name, sizeof name, "acc.%s", st->source[s]);
-        rc = dm_st_writer_declare(w, name, DM_DTYPE_F64, 2, sh, err);
+        char *acc = dm_asprintf("acc.%s", st->source[s]);   /* a source name of any length */
+        rc = dm_st_writer_declare(w, acc, DM_DTYPE_F64, 2, sh, err);
+        free(acc);
     }
     for (int i = 0; i < st->n_imat && rc == 0; i++) {
         int64_t k = st->imat_k[i], one = 1;
@@ -58,8 +59,9 @@ int dm_calib_save(const dm_calib_stats *st, const char *path, dm_err *err)
         free(e);
     }
     for (int s = 0; s < st->n_sources && rc == 0; s++) {
-        snprintf(name, sizeof name, "acc.%s", st->source[s]);
-        rc = dm_st_writer_write(w, name, st->acc[s], st->n_rows * DM_ACC_N * sizeof(double), err);
+        char *acc = dm_asprintf("acc.%s", st->source[s]);
+        rc = dm_st_writer_write(w, acc, st->acc[s], st->n_rows * DM_ACC_N * sizeof(double), err);
+        free(acc);
     }
     for (int i = 0; i < st->n_imat && rc == 0; i++) {
         snprintf(name, sizeof name, "imatrix.%s.in_sum2", st->imat_name[i]);
@@ -78,6 +80,15 @@ static double meta_num(const dm_safetensors *sf, const char *key)
 {
     const char *v = dm_st_metadata(sf, key);
     return v ? strtod(v, NULL) : 0;
+}
+
+/* An integer metadata value in [0, max], or -1 if absent or not one. */
+static int64_t meta_count(const dm_safetensors *sf, const char *key, int64_t max)
+{
+    const char *v = dm_st_metadata(sf, key);
+    char *end;
+    long long x = v ? strtoll(v, &end, 10) : -1;
+    return v && end != v && *end == 0 && x >= 0 && x <= max ? (int64_t)x : -1;
 }
 
 static void copy_meta(const dm_safetensors *sf, const char *key, char *dst, size_t n)
@@ -102,6 +113,8 @@ static int load_tensor(dm_calib_stats *st, const dm_safetensors *sf, const dm_st
 {
     const char *n = t->name;
     if (!strncmp(n, "acc.", 4)) {
+        if (t->dtype != DM_DTYPE_F64 || t->numel != (int64_t)(st->n_rows * DM_ACC_N))
+            return dm_errorf(err, "%s: tensor '%s' must be F64 with %zu values", path, n, st->n_rows * DM_ACC_N);
         int s = dm_calib_source(st, n + 4);
         if (s < 0)
             return dm_errorf(err, "%s: more than %d sources", path, DM_CALIB_MAX_SOURCES);
@@ -117,7 +130,7 @@ static int load_tensor(dm_calib_stats *st, const dm_safetensors *sf, const dm_st
     char cname[400];
     snprintf(cname, sizeof cname, "imatrix.%s.counts", tensor);
     const dm_st_tensor *c = dm_st_find(sf, cname);
-    int i = c ? dm_calib_imat(st, tensor, (int)t->numel) : -1;
+    int i = c && t->numel <= INT32_MAX ? dm_calib_imat(st, tensor, (int)t->numel) : -1;
     int rc = i < 0 ? dm_errorf(err, "%s: imatrix entry '%s' lacks its counts or repeats", path, tensor)
                    : read_f64(sf, t, st->imat_sum2[i], (size_t)t->numel, path, err) ||
                          read_f64(sf, c, &st->imat_count[i], 1, path, err) ? -1 : 0;
@@ -152,9 +165,11 @@ int dm_calib_load(dm_calib_stats *st, const char *path, dm_err *err)
         copy_meta(&sf, "model_hash", st->model_hash, sizeof st->model_hash);
         copy_meta(&sf, "data_hash", st->data_hash, sizeof st->data_hash);
         copy_meta(&sf, "gate_mode", st->gate_mode, sizeof st->gate_mode);
-        st->tokens = (int64_t)meta_num(&sf, "tokens");
+        st->tokens = meta_count(&sf, "tokens", INT64_MAX);
         st->weight_sum = meta_num(&sf, "weight_sum");
-        st->n_runs = (int)meta_num(&sf, "runs");
+        st->n_runs = (int)meta_count(&sf, "runs", INT32_MAX);
+        if (rc == 0 && (st->tokens < 0 || st->n_runs < 0))
+            rc = dm_errorf(err, "%s: metadata 'tokens' or 'runs' is missing or not a count", path);
         const char *r = dm_st_metadata(&sf, "router");
         if (rc == 0 && (!r || sscanf(r, "%d,%d,%d,%d", &st->top_k, &st->n_group, &st->topk_group, &st->main_layers) != 4 ||
                         st->top_k < 1 || st->n_group < 1 || st->topk_group < 1 || st->topk_group > st->n_group ||
@@ -176,7 +191,10 @@ int dm_calib_load(dm_calib_stats *st, const char *path, dm_err *err)
     return rc;
 }
 
-int dm_calib_merge(dm_calib_stats *dst, const dm_calib_stats *src, dm_err *err)
+/* Whether src can be added to dst: same shapes, model, router and gate, the
+ * sources fit, imatrix widths agree. Checked before dst is touched, so a
+ * refused merge leaves dst as it was. */
+static int merge_check(const dm_calib_stats *dst, const dm_calib_stats *src, dm_err *err)
 {
     if (dst->n_layers != src->n_layers || dst->n_rows != src->n_rows)
         return dm_errorf(err, "stats of different models (layers %d vs %d) cannot be merged", dst->n_layers,
@@ -193,10 +211,31 @@ int dm_calib_merge(dm_calib_stats *dst, const dm_calib_stats *src, dm_err *err)
         return dm_errorf(err, "stats of models with different routers cannot be merged");
     if (strcmp(dst->gate_mode, src->gate_mode) != 0)
         return dm_errorf(err, "stats with different gates (%s vs %s) cannot be merged", dst->gate_mode, src->gate_mode);
+    int new_sources = 0;
+    for (int s = 0; s < src->n_sources; s++) {
+        int found = 0;
+        for (int d = 0; d < dst->n_sources && !found; d++)
+            found = !strcmp(dst->source[d], src->source[s]);
+        new_sources += !found;
+    }
+    if (dst->n_sources + new_sources > DM_CALIB_MAX_SOURCES)
+        return dm_errorf(err, "merged stats would have more than %d sources", DM_CALIB_MAX_SOURCES);
+    for (int i = 0; i < src->n_imat; i++) {
+        const int j = dm_calib_imat_find(dst, src->imat_name[i]);
+        if (j >= 0 && dst->imat_k[j] != src->imat_k[i])
+            return dm_errorf(err, "imatrix entry '%s' has different widths (%d vs %d)", src->imat_name[i],
+                             dst->imat_k[j], src->imat_k[i]);
+    }
+    return 0;
+}
+
+int dm_calib_merge(dm_calib_stats *dst, const dm_calib_stats *src, dm_err *err)
+{
+    if (merge_check(dst, src, err))
+        return -1;
     for (int s = 0; s < src->n_sources; s++) {
         int d = dm_calib_source(dst, src->source[s]);
-        if (d < 0)
-            return dm_errorf(err, "merged stats would have more than %d sources", DM_CALIB_MAX_SOURCES);
+        DM_ASSERT(d >= 0);   /* merge_check counted the sources */
         for (size_t r = 0; r < src->n_rows; r++) {
             double *a = dst->acc[d] + r * DM_ACC_N;
             const double *b = src->acc[s] + r * DM_ACC_N;
@@ -206,8 +245,7 @@ int dm_calib_merge(dm_calib_stats *dst, const dm_calib_stats *src, dm_err *err)
     }
     for (int i = 0; i < src->n_imat; i++) {
         int d = dm_calib_imat(dst, src->imat_name[i], src->imat_k[i]);
-        if (d < 0)
-            return dm_errorf(err, "imatrix entry '%s' has different widths", src->imat_name[i]);
+        DM_ASSERT(d >= 0);   /* merge_check compared the widths */
         for (int k = 0; k < src->imat_k[i]; k++)
             dst->imat_sum2[d][k] += src->imat_sum2[i][k];
         dst->imat_count[d] += src->imat_count[i];

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_MERGE 256   /* stats files one --merge takes */
+
 static int merge(const cli_strlist *inputs, const char *out)
 {
     dm_err err;
@@ -39,7 +41,7 @@ int cmd_calibrate(int argc, char **argv)
     int ctx = 512, self = 0, self_max = 256, close_window = 4;
     uint64_t max_tokens = 0, seed = 1;
     float close_weight = 1.0f, self_temp = 0.6f;
-    bool no_imatrix = false, no_mtp = false;
+    bool no_imatrix = false, no_mtp = false, precise = false;
     cli_strlist merge_in = { 0 };
     const cli_opt opts[] = {
         { "--data", "-d", CLI_STR, &data, "PATH", "calibration .jsonl (text or messages, source), CORPUS_DIR[:split], or text" },
@@ -56,22 +58,29 @@ int cmd_calibrate(int argc, char **argv)
         { "--max-tokens", NULL, CLI_U64, &max_tokens, "N", "stop after N tokens (default: all)" },
         { "--no-imatrix", NULL, CLI_FLAG, &no_imatrix, NULL, "skip the per-channel importance matrix" },
         { "--no-mtp", NULL, CLI_FLAG, &no_mtp, NULL, "do not run the MTP head (its experts get no statistics)" },
-        { "--merge", NULL, CLI_STR_LIST, &merge_in, "FILE", "merge these stats files into --out instead" },
+        { "--precise", NULL, CLI_FLAG, &precise, NULL, "keep activations in f32 in every matmul (reference tests)" },
+        { "--merge", NULL, CLI_STR_LIST, &merge_in, "FILE", "merge stats files into --out instead: --merge A B ..." },
     };
-    const cli_spec spec = { "calibrate", "[MODEL_DIR] ",
+    const cli_spec spec = { "calibrate", "[MODEL_DIR | --merge STATS...] ",
                             "Measures expert saliency (REAP = mean of gate x ||expert output|| over routed tokens,\n"
                             "frequency, EAN, soft frequency) and the imatrix over calibration text.",
-                            opts, (int)(sizeof opts / sizeof opts[0]), 0, 1 };
-    const char *pos[1];
+                            opts, (int)(sizeof opts / sizeof opts[0]), 0, MAX_MERGE };
+    const char *pos[MAX_MERGE];
     int n_pos, rc = cli_parse(&spec, argc, argv, pos, &n_pos);
-    if (rc != CLI_PARSED)
+    if (rc != CLI_PARSED) {
+        free(merge_in.items);
         return rc == CLI_HELP ? DM_EXIT_OK : DM_EXIT_USAGE;
-    if (!out)
+    }
+    if (!out) {
+        free(merge_in.items);
         return fprintf(stderr, "demolish calibrate: need --out FILE\n"), DM_EXIT_USAGE;
-    if (merge_in.n) {
-        rc = n_pos == 0 && merge_in.n >= 2 ? merge(&merge_in, out)
-                                           : (fprintf(stderr, "demolish calibrate: --merge takes >= 2 files and no "
-                                                              "model\n"), DM_EXIT_USAGE);
+    }
+    if (merge_in.n) {   /* --merge A B C, or --merge A --merge B: the positionals are inputs too */
+        merge_in.items = dm_realloc(merge_in.items, (size_t)(merge_in.n + n_pos) * sizeof(char *));
+        for (int i = 0; i < n_pos; i++)
+            merge_in.items[merge_in.n++] = pos[i];
+        rc = merge_in.n >= 2 ? merge(&merge_in, out)
+                             : (fprintf(stderr, "demolish calibrate: --merge takes >= 2 stats files\n"), DM_EXIT_USAGE);
         free(merge_in.items);
         return rc;
     }
@@ -79,6 +88,7 @@ int cmd_calibrate(int argc, char **argv)
     if (n_pos != 1 || !data || gm < 0 || ctx < 2 || self < 0 || self_max < 1 || close_window < 0 || !(close_weight >= 0))
         return fprintf(stderr, "demolish calibrate: need MODEL_DIR, --data and valid options (see --help)\n"),
                DM_EXIT_USAGE;
+    dm_ops_set_precise(precise);
     dm_err err;
     dm_model *m = NULL;
     dm_tokenizer *tok = NULL;

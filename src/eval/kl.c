@@ -187,7 +187,8 @@ static row_result student_row(const dm_kl_cache *c, int64_t p, const float *x, i
     const int32_t *ids = c->top_id + (size_t)p * k;
     const float *lp = c->logp + (size_t)p * k;
     for (int i = 0; i < k; i++)
-        r.kl += exp((double)lp[i]) * ((double)lp[i] - ((double)x[ids[i]] - lse));
+        if (lp[i] > -INFINITY)   /* p = 0 adds nothing (0 · -inf would be NaN) */
+            r.kl += exp((double)lp[i]) * ((double)lp[i] - ((double)x[ids[i]] - lse));
     const double lo = c->other_logp[p];
     if (lo > -INFINITY) {
         double q = mass_outside(x, V, lse, ids, k, tmp);
@@ -351,7 +352,7 @@ static void sum_add(dm_kl_sum *s, const row_result *r, double nll_teacher)
     s->n++;
     s->kl += r->kl;
     s->kl2 += r->kl * r->kl;
-    s->kl_max = r->kl > s->kl_max ? r->kl : s->kl_max;
+    s->kl_max = s->n == 1 || r->kl > s->kl_max ? r->kl : s->kl_max;   /* rounding can make a KL of ~0 negative */
     s->top1_agree += r->agree;
     s->nll_teacher += nll_teacher;
     s->nll_student += r->nll_student;

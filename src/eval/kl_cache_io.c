@@ -115,6 +115,9 @@ static int read_meta(dm_kl_cache *c, const dm_safetensors *sf, const char *path,
     const char *fmt = dm_st_metadata(sf, "format");
     if (!fmt || strcmp(fmt, "demolish-kl-cache") != 0)
         return dm_errorf(err, "%s: not a demolish KL cache (metadata format)", path);
+    const char *ver = dm_st_metadata(sf, "version");
+    if (!ver || strcmp(ver, "1") != 0)
+        return dm_errorf(err, "%s: metadata 'version' is missing or not 1 (delete the cache to rebuild)", path);
     int64_t v[5];
     if (meta_int(sf, "vocab", 1, 1 << 24, &v[0], path, err) || meta_int(sf, "ctx", 1, 1 << 24, &v[1], path, err) ||
         meta_int(sf, "top_k", 0, v[0] - 1, &v[2], path, err) ||
@@ -162,7 +165,39 @@ static int read_field(dm_kl_cache *c, const dm_safetensors *sf, const field *f, 
     return 0;
 }
 
-/* Every offset and index in range; the windows cover n_pos predictions. */
+static int cmp_int32(const void *a, const void *b)
+{
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Each top-k row names distinct tokens, most likely first (a duplicate would
+ * count a token's mass twice and break the "other" bucket). */
+static int validate_top_rows(const dm_kl_cache *c, const char *path, dm_err *err)
+{
+    const int k = c->top_k;
+    int32_t *tmp = dm_malloc((size_t)k * sizeof *tmp);
+    int rc = 0;
+    for (int64_t p = 0; p < c->n_pos && rc == 0; p++) {
+        const int32_t *ids = c->top_id + (size_t)p * k;
+        const float *lp = c->logp + (size_t)p * k;
+        memcpy(tmp, ids, (size_t)k * sizeof *tmp);
+        qsort(tmp, (size_t)k, sizeof *tmp, cmp_int32);
+        for (int i = 1; i < k && rc == 0; i++) {
+            if (tmp[i] == tmp[i - 1])
+                rc = dm_errorf(err, "%s: prediction %lld lists token %d twice in top_id", path, (long long)p, tmp[i]);
+            else if (lp[i] > lp[i - 1])
+                rc = dm_errorf(err, "%s: prediction %lld: top-k log-probabilities are not in descending order", path,
+                               (long long)p);
+        }
+    }
+    free(tmp);
+    return rc;
+}
+
+/* Every offset and index in range; the windows cover n_pos predictions;
+ * log-probabilities are <= 0 (-inf allowed: probability 0) and the actual
+ * next token's is finite. */
 static int validate(const dm_kl_cache *c, const char *path, dm_err *err)
 {
     const int64_t n_tok = c->doc_start[c->n_docs];
@@ -191,9 +226,9 @@ static int validate(const dm_kl_cache *c, const char *path, dm_err *err)
         if (!(c->logp[i] <= 0))   /* NaN and positive log-probabilities */
             return dm_errorf(err, "%s: logp %lld is not a log-probability", path, (long long)i);
     for (int64_t i = 0; i < c->n_pos; i++)
-        if (!(c->target_logp[i] <= 0) || (c->top_k && !(c->other_logp[i] <= 0)))
+        if (!(c->target_logp[i] <= 0 && c->target_logp[i] > -INFINITY) || (c->top_k && !(c->other_logp[i] <= 0)))
             return dm_errorf(err, "%s: prediction %lld has an invalid log-probability", path, (long long)i);
-    return 0;
+    return c->top_k ? validate_top_rows(c, path, err) : 0;
 }
 
 int dm_kl_cache_load(dm_kl_cache *c, const char *path, dm_err *err)

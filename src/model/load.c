@@ -492,6 +492,10 @@ int dm_model_hash(const dm_model *m, char out[65], dm_err *err)
     free(cfg);
     for (int f = 0; f < m->st.n_files; f++)   /* the headers name every tensor, its dtype, shape and place */
         dm_sha256_update(&c, m->st.files[f].map.data, m->st.files[f].data_start);
+    for (int i = 0; i < m->st.n_tensors; i++) {   /* and a sample of the bytes: one page read per tensor */
+        const dm_st_tensor *t = &m->st.tensors[i];
+        dm_sha256_update(&c, t->data, t->nbytes < 64 ? t->nbytes : 64);
+    }
     uint8_t dg[32];
     dm_sha256_final(&c, dg);
     dm_sha256_hex(dg, out);

@@ -154,9 +154,11 @@ typedef struct dm_model {
  * presence, dtype and shape; an error names the file and the tensor. */
 int dm_model_load(dm_model **out, const char *dir, dm_err *err);
 void dm_model_free(dm_model *m);
-/* The model's identity: sha256 of config.json and every safetensors header
- * (which name every tensor, its dtype, shape and place), as 64 hex digits.
- * Stats files, plans and KL caches record it to refuse a mismatched model. */
+/* The model's identity: sha256 of config.json, every safetensors header
+ * (which name every tensor, its dtype, shape and place) and the first 64
+ * bytes of every tensor (so same-shaped models with other weights differ;
+ * an identity, not an integrity check: one page read per tensor), as 64 hex
+ * digits. Stats files and KL caches record it to refuse a mismatched model. */
 int dm_model_hash(const dm_model *m, char out[65], dm_err *err);
 
 /* Which linear map inside a layer, for observers and tensor naming. */

@@ -133,6 +133,7 @@ static int water_fill(const dm_calib_stats *st, const dm_plan_opts *o, int sourc
     const int L = st->n_layers;
     ranked **order = dm_calloc((size_t)L, sizeof(ranked *));
     double *norm = dm_calloc((size_t)L, sizeof(double));
+    const int lowest = o->min_per_layer > dm_plan_floor(st) ? o->min_per_layer : dm_plan_floor(st);
     int used = 0, rc = 0;
     for (int l = 0; l < L; l++) {
         if (!planned[l])
@@ -141,11 +142,13 @@ static int water_fill(const dm_calib_stats *st, const dm_plan_opts *o, int sourc
         order[l] = rank_experts(st, source, l, score[l], 0, E);
         for (int e = 0; e < E; e++)
             norm[l] += score[l][e];
-        int lo = o->min_per_layer > dm_plan_floor(st) ? o->min_per_layer : dm_plan_floor(st);
-        count[l] = lo < E ? lo : E;
+        count[l] = lowest < E ? lowest : E;
         used += count[l];
     }
-    if (used > o->budget)
+    if (o->max_per_layer > 0 && o->max_per_layer < lowest)
+        rc = dm_errorf(err, "at most %d experts per layer is below the floor of %d (top-%d or --min-per-layer)",
+                       o->max_per_layer, lowest, st->top_k);
+    else if (used > o->budget)
         rc = dm_errorf(err, "a budget of %d experts is below the layers' floors (%d)", o->budget, used);
     while (rc == 0 && used < o->budget) {
         int best = -1;
@@ -220,7 +223,7 @@ int dm_plan_make(dm_plan *p, const dm_calib_stats *st, const dm_plan_opts *o, dm
         if (!strcmp(st->source[s], o->source ? o->source : "all"))
             source = s;
     if (source < 0)
-        return dm_errorf(err, "the stats have no source '%s'", o->source);
+        return dm_errorf(err, "the stats have no source '%s'", o->source ? o->source : "all");
     if (o->non_uniform && grouped(st))
         return dm_errorf(err, "non-uniform plans need a router without group limits (n_group = 1)");
     plan_alloc(p, L);
@@ -266,25 +269,25 @@ int dm_plan_check(dm_plan *p, const dm_config *c, const char *dir, dm_err *err)
     for (int l = 0; l < p->n_layers; l++)
         planned += p->keep[l] > 0;
     if (!planned)
-        return dm_errorf(err, "the plan names no layer to prune");
-    if (p->n_layers > L)
-        return dm_errorf(err, "the plan names layer %d, the model (%s) has %d layers", p->n_layers - 1, dir, L);
+        return dm_errorf(err, "the plan names no layer of %s to prune", dir);
     for (int l = 0; l < p->n_layers; l++) {
         if (!p->keep[l])
             continue;
+        if (l >= L)
+            return dm_errorf(err, "the plan names layer %d, %s has %d layers (MTP included)", l, dir, L);
         if (!c->layer_moe[l])
             return dm_errorf(err, "the plan prunes layer %d, a dense layer of %s", l, dir);
         const int E = c->layer_experts[l];
         if (p->n_experts[l] && p->n_experts[l] != E)
-            return dm_errorf(err, "the plan was made for %d experts in layer %d, %s has %d", p->n_experts[l], l,
-                             dir, E);
+            return dm_errorf(err, "the plan was made for %d experts in layer %d, %s has %d (a plan for another model?)",
+                             p->n_experts[l], l, dir, E);
         p->n_experts[l] = E;
         if (p->kept[l][p->keep[l] - 1] >= E)
-            return dm_errorf(err, "the plan keeps expert %d of layer %d, which has %d experts", p->kept[l][p->keep[l] - 1],
-                             l, E);
+            return dm_errorf(err, "the plan keeps expert %d of layer %d, which has %d experts in %s",
+                             p->kept[l][p->keep[l] - 1], l, E, dir);
         if (p->keep[l] < c->n_experts_per_tok)
-            return dm_errorf(err, "the plan keeps %d experts in layer %d, fewer than top-%d", p->keep[l], l,
-                             c->n_experts_per_tok);
+            return dm_errorf(err, "the plan keeps %d experts in layer %d, fewer than the top-%d %s routes to", p->keep[l],
+                             l, c->n_experts_per_tok, dir);
         if (c->n_group > 1 && c->topk_method != DM_TOPK_GREEDY) {
             const int per = E / c->n_group, want = p->keep[l] / c->n_group;
             for (int g = 0; g < c->n_group; g++) {
@@ -293,14 +296,14 @@ int dm_plan_check(dm_plan *p, const dm_config *c, const char *dir, dm_err *err)
                     n += p->kept[l][i] / per == g;
                 if (n != want || p->keep[l] % c->n_group)
                     return dm_errorf(err, "layer %d: the plan keeps %d experts in routing group %d; group-limited "
-                                     "routing needs the same number in every group", l, n, g);
+                                     "routing (%s) needs the same number in every group", l, n, g, dir);
             }
             if (c->topk_method == DM_TOPK_NOAUX_TC && want < 2)
                 return dm_errorf(err, "layer %d: noaux_tc scores a routing group by its best two experts; the plan "
-                                 "keeps %d per group", l, want);
+                                 "keeps %d per group of %s", l, want, dir);
             if (c->topk_group * want < c->n_experts_per_tok)
-                return dm_errorf(err, "layer %d: %d groups of %d kept experts cannot supply top-%d", l, c->topk_group,
-                                 want, c->n_experts_per_tok);
+                return dm_errorf(err, "layer %d: %d groups of %d kept experts cannot supply the top-%d %s routes to",
+                                 l, c->topk_group, want, c->n_experts_per_tok, dir);
         }
     }
     return 0;
@@ -362,6 +365,14 @@ static int load_layer(dm_plan *p, const cJSON *e, int l, const char *path, dm_er
     const int K = cJSON_GetArraySize(kept);
     if (p->kept[l])
         return dm_errorf(err, "%s: layer %d is given twice", path, l);
+    if (K == 0)
+        return dm_errorf(err, "%s: layer %d keeps no experts", path, l);
+    /* ours: the layer's expert count when the plan was made (checked against the model) */
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(e, "experts");
+    if (ex && (!cJSON_IsNumber(ex) || ex->valuedouble != floor(ex->valuedouble) || ex->valuedouble < K ||
+               ex->valuedouble > 1e7))
+        return dm_errorf(err, "%s: layer %d: \"experts\" is not an expert count of at least %d", path, l, K);
+    p->n_experts[l] = ex ? (int)ex->valuedouble : 0;
     p->kept[l] = dm_malloc((size_t)(K > 0 ? K : 1) * sizeof(int));
     p->keep[l] = K;
     for (int i = 0; i < K; i++) {
@@ -398,7 +409,7 @@ int dm_plan_load(dm_plan *p, const char *path, dm_err *err)
     {
         char *end;
         long l = strtol(e->string, &end, 10);
-        if (*end || end == e->string || l < 0 || l > 100000) {
+        if (*end || e->string[0] < '0' || e->string[0] > '9' || l > 100000) {   /* digits only */
             rc = dm_errorf(err, "%s: key \"%s\" is not a layer index", path, e->string);
             break;
         }

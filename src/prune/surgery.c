@@ -9,12 +9,12 @@
  *   model.layers.L.mlp.gate.weight,
  *   model.layers.L.mlp.gate.e_score_correction_bias   the kept rows, in kept order
  *   everything else                         verbatim
- * config.json gets the new expert counts; the other files are copied (not
- * the model card, which describes the unpruned model), the plan is saved as
- * prune_plan.json; the directory appears only when complete (dm_outdir). */
+ * config.json gets the new expert counts (edited in place: every other byte
+ * stays); the other files are copied (not the model card, which describes the
+ * unpruned model), the plan is saved as prune_plan.json; the directory
+ * appears only when complete (dm_outdir). */
 #include "prune/prune.h"
 
-#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -125,40 +125,230 @@ static int copy_tensor(dm_st_writer *w, const dm_safetensors *st, const int *fds
     return 0;
 }
 
-/* config.json with the new counts: one n_routed_experts when every MoE
- * layer keeps the same, else num_routed_experts_per_layer (dense: 0). */
-static int write_config(const char *src_dir, const char *dst_dir, const dm_plan *p, const dm_config *c, dm_err *err)
+/* ---- config.json, edited in place ----
+ * Only n_routed_experts and num_routed_experts_per_layer change; every other
+ * byte is kept. (A parse-and-print round trip would turn 1.0 into 1 and large
+ * integers into doubles, which type-checking config loaders notice.) The text
+ * parsed as JSON already (dm_config_load), so the scanner below only has to
+ * find the top-level members' spans; the result is parsed again and its
+ * expert counts compared before it is written. */
+
+typedef struct member {
+    size_t key, val, end;   /* offsets: the key's opening quote, the value, one past the value */
+} member;
+
+static size_t skip_ws(const char *s, size_t i)
 {
-    char *path = dm_path_join(src_dir, "config.json"), *text;
-    int rc = dm_read_file(path, &text, NULL, err);
-    free(path);
-    if (rc)
+    while (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')
+        i++;
+    return i;
+}
+
+static size_t skip_string(const char *s, size_t i)   /* s[i] == '"' */
+{
+    for (i++; s[i] && s[i] != '"'; i++)
+        if (s[i] == '\\' && s[i + 1])
+            i++;
+    return s[i] ? i + 1 : i;
+}
+
+static size_t skip_value(const char *s, size_t i)
+{
+    if (s[i] == '"')
+        return skip_string(s, i);
+    if (s[i] != '{' && s[i] != '[') {
+        while (s[i] && !strchr(",}] \t\r\n", s[i]))
+            i++;
+        return i;
+    }
+    int depth = 0;
+    while (s[i]) {
+        if (s[i] == '"') {
+            i = skip_string(s, i);
+            continue;
+        }
+        depth += (s[i] == '{' || s[i] == '[') - (s[i] == '}' || s[i] == ']');
+        i++;
+        if (depth == 0)
+            break;
+    }
+    return i;
+}
+
+/* The top-level members of an object text, in order; -1 if it is not one. */
+static int top_members(const char *s, member **out, int *n)
+{
+    int cap = 64;
+    *out = dm_malloc((size_t)cap * sizeof(member));
+    *n = 0;
+    size_t i = skip_ws(s, 0);
+    if (s[i++] != '{')
         return -1;
-    cJSON *cfg = cJSON_Parse(text);
-    free(text);
+    for (;;) {
+        i = skip_ws(s, i);
+        if (s[i] == '}')
+            return 0;
+        if (s[i] != '"')
+            return -1;
+        member m = { .key = i };
+        i = skip_ws(s, skip_string(s, i));
+        if (s[i++] != ':')
+            return -1;
+        m.val = skip_ws(s, i);
+        m.end = i = skip_value(s, m.val);
+        if (*n == cap)
+            *out = dm_realloc(*out, (size_t)(cap *= 2) * sizeof(member));
+        (*out)[(*n)++] = m;
+        i = skip_ws(s, i);
+        if (s[i] == ',')
+            i++;
+    }
+}
+
+static bool is_key(const char *s, const member *m, const char *key)
+{
+    size_t n = strlen(key);
+    return !strncmp(s + m->key + 1, key, n) && s[m->key + 1 + n] == '"';
+}
+
+typedef struct edit {
+    size_t from, to;        /* replace text[from, to) */
+    char *with;
+} edit;
+
+static int cmp_edit(const void *a, const void *b)
+{
+    const edit *x = a, *y = b;
+    return x->from < y->from ? -1 : x->from > y->from;
+}
+
+/* Sets (value non-NULL) or removes every top-level `key`; a missing key is
+ * appended after the last member, indented like the first. */
+static int set_member(const char *s, const member *ms, int n, const char *key, const char *value, edit *ed, int *n_ed)
+{
+    bool found = false;
+    for (int i = 0; i < n; i++) {
+        if (!is_key(s, &ms[i], key))
+            continue;
+        found = true;
+        if (value)
+            ed[(*n_ed)++] = (edit){ ms[i].val, ms[i].end, dm_strdup(value) };
+        else if (i > 0)   /* from the previous value's end: its comma goes too */
+            ed[(*n_ed)++] = (edit){ ms[i - 1].end, ms[i].end, dm_strdup("") };
+        else
+            ed[(*n_ed)++] = (edit){ ms[i].key, i + 1 < n ? ms[i + 1].key : ms[i].end, dm_strdup("") };
+    }
+    if (!found && value) {
+        if (n == 0)
+            return -1;
+        const size_t ws = (size_t)(skip_ws(s, 0) + 1);   /* just after '{' */
+        ed[(*n_ed)++] = (edit){ ms[n - 1].end, ms[n - 1].end,
+                                dm_asprintf(",%.*s\"%s\": %s", (int)(ms[0].key - ws), s + ws, key, value) };
+    }
+    return 0;
+}
+
+/* text with the edits applied (overlapping edits: their union is replaced). */
+static char *apply_edits(const char *s, edit *ed, int n_ed)
+{
+    qsort(ed, (size_t)n_ed, sizeof(edit), cmp_edit);
+    size_t len = strlen(s) + 1;
+    for (int i = 0; i < n_ed; i++)
+        len += strlen(ed[i].with);
+    char *out = dm_malloc(len), *o = out;
+    size_t at = 0;
+    for (int i = 0; i < n_ed; i++) {
+        if (ed[i].from > at) {
+            memcpy(o, s + at, ed[i].from - at);
+            o += ed[i].from - at;
+        }
+        o = stpcpy(o, ed[i].with);
+        at = ed[i].to > at ? ed[i].to : at;
+    }
+    strcpy(o, s + at);
+    return out;
+}
+
+/* "[a, b, ...]" as Python's json writes it. */
+static char *int_list(const int *v, int n)
+{
+    char *s = dm_malloc((size_t)n * 12 + 3), *o = s;
+    *o++ = '[';
+    for (int i = 0; i < n; i++)
+        o += sprintf(o, "%s%d", i ? ", " : "", v[i]);
+    strcpy(o, "]");
+    return s;
+}
+
+/* Whether text loads as a config with exactly these per-layer counts. */
+static int counts_match(const char *text, const char *name, const dm_config *c, const int *count, dm_err *err)
+{
+    dm_config k;
+    if (dm_config_parse(&k, text, name, err))
+        return -1;
+    const int L = dm_config_total_layers(c);
+    int bad = dm_config_total_layers(&k) != L;
+    for (int l = 0; l < L && !bad; l++)
+        bad = k.layer_moe[l] != c->layer_moe[l] || (c->layer_moe[l] && k.layer_experts[l] != count[l]);
+    dm_config_free(&k);
+    return bad ? dm_errorf(err, "%s: cannot rewrite its expert counts in place", name) : 0;
+}
+
+/* The config text with the new counts: n_routed_experts = the largest layer,
+ * and num_routed_experts_per_layer (dense: 0) unless every MoE layer keeps
+ * the same number. NULL (err set) if the result would not load with exactly
+ * these counts. */
+static char *config_text(const char *text, const char *name, const dm_plan *p, const dm_config *c, dm_err *err)
+{
     const int L = dm_config_total_layers(c);
     int *count = dm_calloc((size_t)L, sizeof(int)), mx = 0;
     bool uniform = true;
     for (int l = 0; l < L; l++) {
         count[l] = !c->layer_moe[l] ? 0 : l < p->n_layers && p->keep[l] ? p->keep[l] : c->layer_experts[l];
-        if (count[l] > mx)
-            mx = count[l];
+        mx = count[l] > mx ? count[l] : mx;
     }
     for (int l = 0; l < L; l++)
         if (c->layer_moe[l] && count[l] != mx)
             uniform = false;
-    cJSON_DeleteItemFromObjectCaseSensitive(cfg, "n_routed_experts");
-    cJSON_AddNumberToObject(cfg, "n_routed_experts", mx);
-    cJSON_DeleteItemFromObjectCaseSensitive(cfg, "num_routed_experts_per_layer");
-    if (!uniform)
-        cJSON_AddItemToObject(cfg, "num_routed_experts_per_layer", cJSON_CreateIntArray(count, L));
-    char *out = cJSON_Print(cfg);
+    char *list = int_list(count, L), n_text[16], *out = NULL;
+    snprintf(n_text, sizeof n_text, "%d", mx);
+    member *ms;
+    int n, n_ed = 0;
+    edit *ed = NULL;
+    if (top_members(text, &ms, &n) == 0) {
+        ed = dm_calloc((size_t)n + 2, sizeof(edit));   /* one per member at most, plus two insertions */
+        if (set_member(text, ms, n, "n_routed_experts", n_text, ed, &n_ed) == 0 &&
+            set_member(text, ms, n, "num_routed_experts_per_layer", uniform ? NULL : list, ed, &n_ed) == 0)
+            out = apply_edits(text, ed, n_ed);
+    }
+    if (!out)
+        dm_errorf(err, "%s: not a JSON object", name);
+    else if (counts_match(out, name, c, count, err)) {
+        free(out);
+        out = NULL;
+    }
+    for (int i = 0; i < n_ed; i++)
+        free(ed[i].with);
+    free(ed);
+    free(ms);
+    free(list);
+    free(count);
+    return out;
+}
+
+static int write_config(const char *src_dir, const char *dst_dir, const dm_plan *p, const dm_config *c, dm_err *err)
+{
+    char *path = dm_path_join(src_dir, "config.json"), *text = NULL;
+    int rc = dm_read_file(path, &text, NULL, err);
+    char *out = rc == 0 ? config_text(text, path, p, c, err) : NULL;
+    free(path);
+    free(text);
+    if (!out)
+        return -1;
     path = dm_path_join(dst_dir, "config.json");
     rc = dm_write_file_atomic(path, out, strlen(out), err);
     free(path);
     free(out);
-    free(count);
-    cJSON_Delete(cfg);
     return rc;
 }
 
@@ -258,10 +448,11 @@ int dm_prune(const char *model_dir, const dm_plan *plan, const char *out_dir, co
     out_t *outs = dm_calloc((size_t)st.n_tensors + 1, sizeof(out_t));
     for (int i = 0; i < st.n_tensors && rc == 0; i++)
         rc = classify(&p, &st.tensors[i], &outs[i], model_dir, err);
-    qsort(outs, (size_t)st.n_tensors, sizeof(out_t), cmp_by_place);   /* read each input file front to back */
     dm_outdir od;
-    if (rc == 0)
+    if (rc == 0) {   /* (after a failure, the entries past it are empty) */
+        qsort(outs, (size_t)st.n_tensors, sizeof(out_t), cmp_by_place);   /* read each input file front to back */
         rc = dm_outdir_begin(&od, out_dir, o->force, err);
+    }
     if (rc == 0) {
         size_t shard = o->shard_bytes ? o->shard_bytes : st.n_files > 1 ? largest_file(&st) : 0;
         rc = write_weights(od.tmp_path, &st, &p, outs, st.n_tensors, shard, err);
