@@ -32,6 +32,25 @@ def log_entries(path):
     return [rows[k] for k in sorted(rows)]
 
 
+def log_runs(path):
+    """The training runs in the log, in order, as (first step, last step, seconds): a run's
+    elapsed_s restarts from 0, so a decrease starts a new run (a resume)."""
+    runs = []
+    try:
+        with open(path) as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                r = json.loads(line)
+                if not runs or r["elapsed_s"] < runs[-1][2]:
+                    runs.append([r["step"], r["step"], r["elapsed_s"]])
+                else:
+                    runs[-1][1:] = [r["step"], r["elapsed_s"]]
+    except OSError:
+        pass
+    return runs
+
+
 def js_divergence(p, q):
     """Jensen-Shannon divergence in bits between two count vectors."""
     sp, sq = sum(p), sum(q)
@@ -169,11 +188,19 @@ def main():
       f"{tr.get('seed')}. The full config is `configs/reference.json`; the indexer follows DeepSeek-V3.2: "
       "dense training, then a warm-up where only the indexers learn (KL to the attention's head-averaged "
       "distribution), then sparse training over the indexer's top-k.\n")
+    runs = log_runs(os.path.join(m, "train_log.jsonl"))
     if recipe:
-        total = recipe.get("corpus_s", 0) + recipe.get("tokenizer_s", 0) + recipe.get("train_s", 0)
+        train_s = sum(r[2] for r in runs) if runs else recipe.get("train_s", 0)   # every run, resumes included
+        total = recipe.get("corpus_s", 0) + recipe.get("tokenizer_s", 0) + train_s
         w(f"Wall time on this machine ({recipe.get('threads')} cores, Intel Xeon Sapphire Rapids VM): corpus "
           f"{recipe.get('corpus_s', 0):.1f} s, tokenizer {recipe.get('tokenizer_s', 0):.1f} s, training "
-          f"{recipe.get('train_s', 0) / 3600:.2f} h; **total {total / 3600:.2f} h**.\n")
+          f"{train_s / 3600:.2f} h; **total {total / 3600:.2f} h**.\n")
+    if len(runs) > 1:
+        w(f"Training ran in {len(runs)} runs (" + "; ".join(
+            f"steps {a}-{b}: {t / 3600:.2f} h" for a, b, t in runs) + "): each resume restarts from the last "
+          "checkpoint (every " + str(tr.get("checkpoint_every")) + " steps) with the same weights, optimizer "
+          "state, data position and RNG, so steps logged twice have identical losses; the time of the "
+          "repeated steps is counted.\n")
     if entries:
         tps = [e["tok_per_s"] for e in entries if e.get("tok_per_s")]
         by_stage = {}
@@ -229,6 +256,16 @@ def main():
         w("")
         if plot_routing(routing, os.path.join(m, "routing.png")):
             w("![expert usage per domain](routing.png)\n")
+    reap = load(os.path.join(e, "reap.json"), {})
+    if reap.get("students"):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from reap_table import table
+        w("## Expert pruning (REAP and baselines)\n")
+        w("`scripts/reap_results.sh`: calibrate on the train split (the model's true gate unless noted), "
+          "plan per criterion, prune byte-exactly, then KL(this model ‖ pruned) on the test split. Uniform "
+          "plans remove the same share from every MoE layer, the MTP layer included; non-uniform plans keep "
+          "the same total by water-filling on saliency.\n")
+        w(table(reap) + "\n")
     samples = os.path.join(e, "samples.txt")
     if os.path.exists(samples):
         w("## Samples\n")

@@ -8,7 +8,8 @@
 #   gates        the model's true gate vs the Cerebras softmax gate (with and without renorm)
 # Calibration: the first CAL_TOKENS tokens of the train split; held-out: the
 # first EVAL_TOKENS predictions of the test split (per source in the report).
-# Writes RUNS/results.json (every `eval kl --json` report) and prints a table.
+# Writes RUNS/results.json (every `eval kl --json` report; copied to
+# models/reference/eval/reap.json for the model card) and RUNS/results.md (a table).
 #   usage: scripts/reap_results.sh [RUNS_DIR]   (default runs/reap)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ mkdir -p "$R"
 calib() {   # NAME GATE [SOURCE]
   local out=$R/stats-$1.st
   [ -f "$out" ] && return 0
-  "$BIN" calibrate "$MODEL" --data data/corpus:train --max-tokens "$CAL_TOKENS" --gate "$2" \
+  "$BIN" calibrate "$MODEL" --data data/corpus:train --max-tokens "$CAL_TOKENS" --gate "$2" --no-imatrix \
     ${3:+--source "$3"} --out "$out" -q
 }
 calib all model
@@ -64,16 +65,5 @@ done
 # ---- KL to the teacher on held-out text ----
 "$BIN" eval kl "$MODEL" "${students[@]}" --data data/corpus:test --max-tokens "$EVAL_TOKENS" \
   --cache "$R/teacher.test.kl" --json > "$R/results.json"
-$PY - "$R/results.json" <<'PY'
-import json, os, sys
-r = json.load(open(sys.argv[1]))
-srcs = sorted({s for st in r["students"] for s in st["sources"]})
-print(f"held-out: {r['data']}, {r['predictions']} predictions, top-{r['top_k']} + other (KL lower bound)")
-head = f"{'student':28} {'mean KL':>15} {'p99':>7} {'top-1 %':>8} {'ppl ratio':>9}" + "".join(f" {'KL ' + s:>13}" for s in srcs)
-print(head)
-for st in r["students"]:
-    t, q = st["total"], st["kl_quantiles"]
-    row = f"{os.path.basename(st['model']):28} {t['kl_mean']:8.4f} ± {t['kl_mean_se']:.4f} {q['p99']:7.3f} {100 * t['top1_agreement']:8.2f} {t['ppl_ratio']:9.4f}"
-    row += "".join(f" {st['sources'].get(s, {}).get('kl_mean', float('nan')):13.4f}" for s in srcs)
-    print(row)
-PY
+cp "$R/results.json" "$MODEL/eval/reap.json"   # the model card's pruning section reads it
+$PY scripts/reap_table.py "$R/results.json" | tee "$R/results.md"

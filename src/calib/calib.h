@@ -100,6 +100,9 @@ typedef struct dm_calib_data {
  * ranges of the text whose tokens get that weight (default weight 1). */
 int dm_calib_data_load(dm_calib_data *d, const char *path, const dm_tokenizer *tok, const char *weights_field,
                        dm_err *err);
+/* Keeps only the documents whose source is in the comma-separated list (the
+ * data hash then names the selection too); an error if none is left. */
+int dm_calib_data_filter_sources(dm_calib_data *d, const char *sources, const char *where, dm_err *err);
 void dm_calib_data_free(dm_calib_data *d);
 
 /* ---- calibration -------------------------------------------------------------- */

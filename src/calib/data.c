@@ -196,14 +196,54 @@ int dm_calib_data_load(dm_calib_data *d, const char *path, const dm_tokenizer *t
     return rc;
 }
 
+static bool in_list(const char *csv, const char *name)
+{
+    const size_t n = strlen(name);
+    for (const char *p = csv; *p;) {
+        const char *end = strchr(p, ',');
+        const size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n))
+            return true;
+        p += len + (end != NULL);
+    }
+    return false;
+}
+
+static void free_doc(dm_calib_doc *doc)
+{
+    free(doc->text);
+    free(doc->source);
+    free(doc->region);
+    free(doc->region_weight);
+}
+
+int dm_calib_data_filter_sources(dm_calib_data *d, const char *sources, const char *where, dm_err *err)
+{
+    int n = 0;
+    for (int i = 0; i < d->n; i++) {
+        if (in_list(sources, d->doc[i].source))
+            d->doc[n++] = d->doc[i];
+        else
+            free_doc(&d->doc[i]);
+    }
+    d->n = n;
+    if (n == 0)
+        return dm_errorf(err, "%s: no document has source %s", where, sources);
+    dm_sha256_ctx c;   /* the selection is part of the data's identity */
+    uint8_t dg[32];
+    dm_sha256_init(&c);
+    dm_sha256_update(&c, d->hash, strlen(d->hash));
+    dm_sha256_update(&c, "\nsources=", 9);
+    dm_sha256_update(&c, sources, strlen(sources));
+    dm_sha256_final(&c, dg);
+    dm_sha256_hex(dg, d->hash);
+    return 0;
+}
+
 void dm_calib_data_free(dm_calib_data *d)
 {
-    for (int i = 0; i < d->n; i++) {
-        free(d->doc[i].text);
-        free(d->doc[i].source);
-        free(d->doc[i].region);
-        free(d->doc[i].region_weight);
-    }
+    for (int i = 0; i < d->n; i++)
+        free_doc(&d->doc[i]);
     free(d->doc);
     memset(d, 0, sizeof *d);
 }

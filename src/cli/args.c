@@ -47,8 +47,10 @@ static void print_opts(FILE *f, const cli_opt *opts, int n)
 
 void cli_print_help(const cli_spec *spec, FILE *f)
 {
-    fprintf(f, "usage: demolish %s %s[options]\n\n%s\n\noptions:\n", spec->command, spec->args ? spec->args : "",
-            spec->summary);
+    const char *args = spec->args ? spec->args : "";
+    const size_t n = strlen(args);
+    fprintf(f, "usage: demolish %s %s%s[options]\n\n%s\n\noptions:\n", spec->command, args,
+            n && args[n - 1] != ' ' ? " " : "", spec->summary);
     print_opts(f, spec->opts, spec->n_opts);
     print_opts(f, common_opts, N_COMMON);
     fprintf(f, "  %-28s %s\n", "-h, --help", "show this help");

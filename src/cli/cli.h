@@ -68,6 +68,9 @@ int cmd_corpus(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_eval_kl(int argc, char **argv);   /* `eval kl`, in its own file */
+int cmd_eval_loops(int argc, char **argv);     /* `eval loops`, cmd_eval_loops.c */
+int cmd_eval_compare(int argc, char **argv);   /* `eval compare`, cmd_eval_compare.c */
+int cmd_eval_report(int argc, char **argv);    /* `eval report`, cmd_eval_report.c */
 int cmd_train(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 int cmd_plan(int argc, char **argv);

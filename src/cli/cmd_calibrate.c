@@ -37,7 +37,7 @@ static int merge(const cli_strlist *inputs, const char *out)
 
 int cmd_calibrate(int argc, char **argv)
 {
-    const char *data = NULL, *out = NULL, *wfield = NULL, *gate = "model";
+    const char *data = NULL, *out = NULL, *wfield = NULL, *sources = NULL, *gate = "model";
     int ctx = 512, self = 0, self_max = 256, close_window = 4;
     uint64_t max_tokens = 0, seed = 1;
     float close_weight = 1.0f, self_temp = 0.6f;
@@ -47,6 +47,7 @@ int cmd_calibrate(int argc, char **argv)
         { "--data", "-d", CLI_STR, &data, "PATH", "calibration .jsonl (text or messages, source), CORPUS_DIR[:split], or text" },
         { "--out", "-o", CLI_STR, &out, "FILE", "stats file to write (safetensors)" },
         { "--gate", NULL, CLI_STR, &gate, "G", "model (the gate the model applies), cerebras, cerebras-renorm" },
+        { "--source", NULL, CLI_STR, &sources, "S[,S]", "calibrate only on the documents of these sources" },
         { "--weights-from", NULL, CLI_STR, &wfield, "FIELD", "record field of [start, end, weight] byte ranges" },
         { "--think-close-weight", NULL, CLI_FLOAT, &close_weight, "W", "weight of the tokens around </think> (default 1)" },
         { "--think-close-window", NULL, CLI_INT, &close_window, "N", "tokens on each side of </think> (default 4)" },
@@ -95,6 +96,7 @@ int cmd_calibrate(int argc, char **argv)
     dm_calib_data cd = { 0 }, traces = { 0 };
     if (dm_model_load(&m, pos[0], &err) || dm_tokenizer_load(&tok, pos[0], &err) ||
         dm_calib_data_load(&cd, data, tok, wfield, &err) ||
+        (sources && dm_calib_data_filter_sources(&cd, sources, data, &err)) ||
         (self > 0 && dm_calib_self_traces(m, tok, &cd, self, self_max, self_temp, seed, &traces, &err))) {
         rc = cli_fail(&err);
         goto out;

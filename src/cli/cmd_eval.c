@@ -386,6 +386,9 @@ static const cli_sub subcommands[] = {
     { "reasoning", eval_reasoning, "exact-match accuracy on held-out reasoning problems (greedy)" },
     { "routing", eval_routing, "expert usage per layer and document source, load balance" },
     { "kl", cmd_eval_kl, "KL divergence, top-1 agreement and perplexity ratio of students to a teacher" },
+    { "loops", cmd_eval_loops, "loop, runaway and EOS rates of sampled continuations (resumable run file)" },
+    { "compare", cmd_eval_compare, "two loops runs: rate differences with CIs, z-test, McNemar, n needed" },
+    { "report", cmd_eval_report, "loops runs to a markdown table and an SVG chart with CI whiskers" },
 };
 
 int cmd_eval(int argc, char **argv)

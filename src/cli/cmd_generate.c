@@ -2,6 +2,7 @@
  * with prefill and decode speed on stderr (or in --json). Sampling options
  * map one to one onto dm_sampler_params (src/sample/sample.h). */
 #include "cli/cli.h"
+#include "model/hesitation.h"
 #include "model/model.h"
 
 #include <cjson/cJSON.h>
@@ -84,7 +85,7 @@ static void report(const dm_gen_stats *st, bool json)
 
 int cmd_generate(int argc, char **argv)
 {
-    const char *prompt = NULL, *file = NULL, *system = NULL, *scope = "all";
+    const char *prompt = NULL, *file = NULL, *system = NULL, *scope = "all", *guardrail = NULL, *hes_words = NULL;
     int n_predict = 128;
     bool chat = false, no_think = false, json = false, precise = false;
     dm_sampler_params sp = dm_sampler_defaults();
@@ -108,6 +109,13 @@ int cmd_generate(int argc, char **argv)
         { "--presence-penalty", NULL, CLI_FLOAT, &sp.presence_penalty, "X", "OpenAI presence penalty" },
         { "--frequency-penalty", NULL, CLI_FLOAT, &sp.frequency_penalty, "X", "OpenAI frequency penalty" },
         { "--logit-bias", NULL, CLI_STR_LIST, &biases, "ID=B", "add B to a token's logit (B may be -inf)" },
+        { "--guardrail", NULL, CLI_STR, &guardrail, "NAME",
+          "sampler preset, overriding --min-p/--repeat-penalty/--rep-scope: none; gentle = min_p 0.05 + "
+          "repeat_penalty 1.05, scope all; strong = min_p 0.05 + repeat_penalty 1.10, scope all" },
+        { "--hesitation-penalty", NULL, CLI_FLOAT, &sp.hesitation_penalty, "L",
+          "subtract L from the logit of the first token of each hesitation word (default 0 = off)" },
+        { "--hesitation-words", NULL, CLI_STR, &hes_words, "W1,W2",
+          "hesitation words, each also with a leading space and capitalised (default " DM_HESITATION_WORDS_DEFAULT ")" },
         { "--seed", "-s", CLI_U64, &sp.seed, "N", "sampling seed (default 0)" },
         { "--stop", NULL, CLI_STR_LIST, &stops, "TEXT", "stop when this text appears" },
         { "--chat", NULL, CLI_FLAG, &chat, NULL, "wrap the prompt in the model's chat template" },
@@ -138,11 +146,19 @@ int cmd_generate(int argc, char **argv)
     char *file_text = NULL;
     dm_model *m = NULL;
     dm_tokenizer *tok = NULL;
-    if ((file && dm_read_file(file, &file_text, NULL, &err)) || dm_model_load(&m, pos[0], &err) ||
-        dm_tokenizer_load(&tok, pos[0], &err)) {
+    int32_t *hes = NULL;
+    if (guardrail && dm_sampler_guardrail(&sp, guardrail, &err)) {
         rc = cli_fail(&err);
         goto out;
     }
+    if ((file && dm_read_file(file, &file_text, NULL, &err)) || dm_model_load(&m, pos[0], &err) ||
+        dm_tokenizer_load(&tok, pos[0], &err) ||
+        (sp.hesitation_penalty != 0 && dm_hesitation_resolve(tok, hes_words, &hes, &sp.n_hesitation, &err)) ||
+        (sp.hesitation_ids = hes, dm_sampler_params_check(&sp, m->cfg.vocab_size, &err))) {
+        rc = cli_fail(&err);
+        goto out;
+    }
+    dm_hesitation_log(tok, hes, sp.n_hesitation, "generate");
     const char *text = file ? file_text : prompt;
     char *rendered = NULL;
     if (chat) {
@@ -173,6 +189,7 @@ int cmd_generate(int argc, char **argv)
     free(ids);
     free(rendered);
 out:
+    free(hes);
     dm_tokenizer_free(tok);
     dm_model_free(m);
     free(file_text);

@@ -109,7 +109,8 @@ int cmd_plan(int argc, char **argv)
     if (rc == 0) {
         rc = dm_plan_save(&p, out, &err);
         if (rc == 0) {
-            print_plan(&p, &st, json);
+            if (json || dm_verbosity > 0)   /* -q: the plan file only */
+                print_plan(&p, &st, json);
             dm_log(1, "wrote %s\n", out);
         }
         dm_plan_free(&p);

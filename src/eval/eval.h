@@ -193,4 +193,133 @@ double dm_kl_ln_ratio_se(const dm_kl_sum *s);    /* standard error of its log */
  * document (source ""). */
 int dm_eval_load_data(const char *data, dm_docs *out, dm_err *err);
 
+
+/* ==== loop-rate evaluation: per-generation metrics (loop_detect.c) ====
+ * (added for issue 5; the definitions are in loop_detect.c's top comment)
+ *
+ * A generation is the token ids a model produced for one prompt, WITHOUT the
+ * stop token, plus how it ended: hit_eos (it emitted EOS / a stop token) and
+ * hit_cap (it reached the per-sequence token cap). */
+typedef struct dm_loop_params {
+    int max_period;             /* P: longest period the exact detector tries (128) */
+    int min_repeats;            /* R: the periodic tail covers at least R periods (3) */
+    int min_cover;              /* C: ... and at least C tokens (64) */
+    int rep_window;             /* W: tail window for seq-rep-4 (512) */
+    int rep_min_len;            /* the window must hold at least this many tokens (128) */
+    double rep4_max;            /* flag when seq-rep-4 of the window exceeds this (0.5) */
+} dm_loop_params;
+
+void dm_loop_params_default(dm_loop_params *p);
+/* Checks the ranges: max_period >= 1, min_repeats >= 2, min_cover and
+ * rep_min_len >= 4, rep_window >= rep_min_len, 0 < rep4_max < 1. */
+int dm_loop_params_check(const dm_loop_params *p, dm_err *err);
+
+typedef struct dm_gen_metrics {
+    int64_t len;                /* generated tokens, stop token excluded */
+    bool eos;                   /* ended naturally (hit_eos) */
+    bool runaway;               /* hit the cap without EOS */
+    bool loop;                  /* loop_exact || loop_rep */
+    bool loop_exact;            /* the tail is exactly periodic (criterion a) */
+    bool loop_rep;              /* the tail window's seq-rep-4 is too high (criterion b) */
+    int period;                 /* smallest qualifying period, 0 if none */
+    int64_t cover;              /* tokens of the periodic tail of that period (0 if none) */
+    double tail_rep4;           /* seq-rep-4 of the last min(len, W) tokens (0 if < 4 tokens) */
+    int64_t n4, distinct4;      /* 4-grams in the whole output, distinct ones */
+    bool think;                 /* think ids were given (the think fields below are meaningful) */
+    bool think_closed;          /* at least one </think> */
+    int think_restarts;         /* max(<think> after the first </think>, </think> count - 1) */
+} dm_gen_metrics;
+
+/* Measures one generation. think_open/think_close: the <think> and </think>
+ * ids, or -1 (think_close < 0: the think fields are not measured). Fails only
+ * on invalid parameters. */
+int dm_gen_measure(const int32_t *ids, int64_t n, bool hit_eos, bool hit_cap, int32_t think_open, int32_t think_close,
+                   const dm_loop_params *p, dm_gen_metrics *m, dm_err *err);
+double dm_gen_distinct4(const dm_gen_metrics *m);   /* distinct4 / n4, or 0 without 4-grams */
+
+/* Counts over a set of generations. */
+typedef struct dm_loop_counts {
+    int64_t n;                  /* generations */
+    int64_t loop, loop_exact, loop_rep;
+    int64_t runaway;
+    int64_t loop_runaway;       /* loop && runaway */
+    int64_t fail;               /* loop || runaway: looped or did not terminate */
+    int64_t eos;
+    int64_t n_think, think_closed, think_restart;   /* n_think: generations with think ids */
+    int64_t n_d4;               /* generations with at least one 4-gram */
+    double d4_sum;              /* Σ distinct-4 over those */
+    int64_t tokens;             /* Σ len */
+    double len_median, len_p90; /* set by dm_loop_agg_finish (linear interpolation between ranks) */
+} dm_loop_counts;
+
+double dm_loop_counts_d4_mean(const dm_loop_counts *c);   /* 0 when n_d4 == 0 */
+
+typedef struct dm_loop_agg {
+    dm_loop_counts total;
+    int n_groups;               /* distinct non-empty sources, in order of appearance */
+    char *group[DM_EVAL_MAX_GROUPS];
+    dm_loop_counts groups[DM_EVAL_MAX_GROUPS];
+    int64_t *len;               /* [n_len] every generation's length, in order added */
+    int8_t *len_group;          /* [n_len] its group, -1: no source */
+    int64_t n_len, cap_len;
+} dm_loop_agg;
+
+void dm_loop_agg_init(dm_loop_agg *a);
+/* Adds one generation under source (NULL or "": overall only). Fails when a
+ * (DM_EVAL_MAX_GROUPS+1)-th distinct source appears; nothing is added then. */
+int dm_loop_agg_add(dm_loop_agg *a, const char *source, const dm_gen_metrics *m, dm_err *err);
+/* Fills len_median / len_p90 of the total and every group (may be called again after more adds). */
+void dm_loop_agg_finish(dm_loop_agg *a);
+void dm_loop_agg_free(dm_loop_agg *a);
+
+/* ==== proportion statistics (prop_stats.c) ====
+ * Wilson intervals, the two-proportion z-test, McNemar's paired test and the
+ * sample size to detect a difference. Arm 1 is the reference (teacher),
+ * arm 2 the candidate: differences are p2 - p1. */
+
+/* Wilson score interval of k successes in n at normal quantile z (1.96 ->
+ * 95%); n == 0 gives [0, 1]. Needs 0 <= k <= n, z > 0 (asserted). */
+void dm_wilson(int64_t k, int64_t n, double z, double *lo, double *hi);
+#define DM_Z95 1.959963984540054    /* norm.isf(0.025) */
+
+/* Two-sided normal tail P(|Z| >= |z|) = erfc(|z|/sqrt 2). */
+double dm_norm_p2(double z);
+/* The upper quantile z with P(Z >= z) = q, 0 < q < 1 (norm.isf). */
+double dm_norm_isf(double q);
+
+typedef struct dm_prop_test {
+    double p1, p2, diff;        /* k1/n1, k2/n2, p2 - p1 */
+    double diff_lo, diff_hi;    /* Newcombe hybrid score 95% interval of diff (from Wilson intervals) */
+    double se;                  /* pooled standard error of diff under H0 */
+    double z;                   /* diff / se (0 when se == 0) */
+    double p;                   /* two-sided p-value (1 when se == 0) */
+} dm_prop_test;
+
+/* Unpaired two-proportion z-test with pooled SE. Needs n1, n2 >= 1 and
+ * 0 <= k <= n (else -1 and a message). */
+int dm_prop_ztest(int64_t k1, int64_t n1, int64_t k2, int64_t n2, dm_prop_test *t, dm_err *err);
+
+/* McNemar's test for paired outcomes (same prompts and seeds in both arms):
+ * b = pairs with arm 1 yes / arm 2 no, c = arm 1 no / arm 2 yes. */
+#define DM_MCNEMAR_EXACT_BELOW 25   /* b + c below this: exact binomial test */
+typedef struct dm_mcnemar {
+    int64_t b, c;
+    bool exact;                 /* p from the exact binomial test (else the normal approximation) */
+    double z;                   /* (c - b) / sqrt(b + c), 0 when b + c == 0 */
+    double p;                   /* two-sided p-value */
+} dm_mcnemar;
+
+int dm_mcnemar_test(int64_t b, int64_t c, dm_mcnemar *t, dm_err *err);
+/* Exact two-sided McNemar p-value: min(1, 2 P(X <= min(b, c))), X ~ Bin(b + c, 1/2). */
+double dm_mcnemar_exact_p(int64_t b, int64_t c);
+
+/* Sample size per arm (equal arms) for a two-sided unpaired z-test at level
+ * alpha to detect p1 vs p2 with the given power (normal approximation, no
+ * continuity correction):
+ *   n = (z_{a/2} sqrt(2 pbar (1 - pbar)) + z_b sqrt(p1 q1 + p2 q2))^2 / (p1 - p2)^2,
+ * pbar = (p1 + p2)/2, z_{a/2} = isf(alpha/2), z_b = isf(1 - power);
+ * 0 < alpha < 1, 0.5 <= power < 1.
+ * *n_real gets n (may be NULL), *n_arm gets ceil(n). */
+int dm_prop_min_n(double p1, double p2, double alpha, double power, int64_t *n_arm, double *n_real, dm_err *err);
+
 #endif

@@ -459,20 +459,28 @@ static size_t covered_bytes(const wtensor *t)
     return sum;
 }
 
+/* The open shard of a declared tensor for bytes [offset, offset+nbytes), or -1. */
+static int part_fd(dm_st_writer *w, const char *name, size_t offset, size_t nbytes, const char *verb, wtensor **tp,
+                   dm_err *err)
+{
+    DM_ASSERT(w->state == WS_BEGUN);
+    wtensor *t = *tp = lookup(w, name);
+    if (!t)
+        return dm_errorf(err, "%s: tensor \"%s\" was not declared", w->dir, SHOW(name));
+    if (offset > t->nbytes || nbytes > t->nbytes - offset)
+        return dm_errorf(err, "%s: tensor \"%s\": %s of bytes [%zu, +%zu) past its %zu bytes",
+                         w->shards[t->shard].tmp_path, SHOW(name), verb, offset, nbytes, t->nbytes);
+    return shard_fd(w, t->shard, err);
+}
+
 int dm_st_writer_write_part(dm_st_writer *w, const char *name, size_t offset, const void *data, size_t nbytes,
                             dm_err *err)
 {
-    DM_ASSERT(w->state == WS_BEGUN);
-    wtensor *t = lookup(w, name);
-    if (!t)
-        return dm_errorf(err, "%s: tensor \"%s\" was not declared", w->dir, SHOW(name));
-    const char *path = w->shards[t->shard].tmp_path;
-    if (offset > t->nbytes || nbytes > t->nbytes - offset)
-        return dm_errorf(err, "%s: tensor \"%s\": write of bytes [%zu, +%zu) past its %zu bytes", path, SHOW(name),
-                         offset, nbytes, t->nbytes);
-    int fd = shard_fd(w, t->shard, err);
+    wtensor *t;
+    const int fd = part_fd(w, name, offset, nbytes, "write", &t, err);
     if (fd < 0)
         return -1;
+    const char *path = w->shards[t->shard].tmp_path;
     if (pwrite_all(fd, data, nbytes, t->pos + offset) != 0)
         return dm_errorf(err, "%s: tensor \"%s\": write failed: %s", path, SHOW(name), strerror(errno));
     cover(t, offset, offset + nbytes);
@@ -484,17 +492,11 @@ int dm_st_writer_write_part(dm_st_writer *w, const char *name, size_t offset, co
 int dm_st_writer_copy(dm_st_writer *w, const char *name, size_t offset, int src_fd, size_t src_off, size_t nbytes,
                       dm_err *err)
 {
-    DM_ASSERT(w->state == WS_BEGUN);
-    wtensor *t = lookup(w, name);
-    if (!t)
-        return dm_errorf(err, "%s: tensor \"%s\" was not declared", w->dir, SHOW(name));
-    const char *path = w->shards[t->shard].tmp_path;
-    if (offset > t->nbytes || nbytes > t->nbytes - offset)
-        return dm_errorf(err, "%s: tensor \"%s\": copy of bytes [%zu, +%zu) past its %zu bytes", path, SHOW(name),
-                         offset, nbytes, t->nbytes);
-    int fd = shard_fd(w, t->shard, err);
+    wtensor *t;
+    const int fd = part_fd(w, name, offset, nbytes, "copy", &t, err);
     if (fd < 0)
         return -1;
+    const char *path = w->shards[t->shard].tmp_path;
     loff_t in = (loff_t)src_off, out = (loff_t)(t->pos + offset);
     size_t left = nbytes;
     while (left > 0) {

@@ -40,6 +40,7 @@ typedef struct tokset {
 struct dm_sampler {
     dm_sampler_params p;   /* p.bias points at bias */
     dm_logit_bias *bias;   /* [p.n_bias] own copy */
+    int32_t *hes;          /* [p.n_hesitation] own copy, sorted, distinct */
     int V;
     double min_p_log;      /* ln(min_p); -inf when min-p is off */
     dm_rng rng;
@@ -104,6 +105,7 @@ dm_sampler_params dm_sampler_defaults(void)
         .repeat_penalty = 1.0f, .repeat_scope = DM_REP_SCOPE_ALL, .repeat_last_n = 64,
         .presence_penalty = 0.0f, .frequency_penalty = 0.0f,
         .bias = NULL, .n_bias = 0, .seed = 0,
+        .hesitation_penalty = 0.0f, .hesitation_ids = NULL, .n_hesitation = 0,
     };
 }
 
@@ -122,6 +124,42 @@ static int check_bias(const dm_sampler_params *p, int n_vocab, dm_err *err)
                              (double)b->bias, (int)b->token);
     }
     return 0;
+}
+
+/* Checks the hesitation penalty: λ finite and >= 0, ids in range. */
+static int check_hesitation(const dm_sampler_params *p, int n_vocab, dm_err *err)
+{
+    if (!(p->hesitation_penalty >= 0) || isinf(p->hesitation_penalty))
+        return dm_errorf(err, "sampler: hesitation_penalty %g must be finite and >= 0",
+                         (double)p->hesitation_penalty);
+    if (p->n_hesitation < 0 || (p->n_hesitation > 0 && !p->hesitation_ids))
+        return dm_errorf(err, "sampler: hesitation list of %d ids is invalid", p->n_hesitation);
+    for (int i = 0; i < p->n_hesitation; i++)
+        if (p->hesitation_ids[i] < 0 || p->hesitation_ids[i] >= n_vocab)
+            return dm_errorf(err, "sampler: hesitation token %d is outside the vocabulary [0, %d)",
+                             (int)p->hesitation_ids[i], n_vocab);
+    return 0;
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Copies ids[n] into s->hes sorted and without repeats; sets p.n_hesitation. */
+static void copy_hesitation(dm_sampler *s, const int32_t *ids, int n)
+{
+    s->hes = dm_malloc((size_t)(n > 0 ? n : 1) * sizeof *s->hes);
+    if (n > 0)
+        memcpy(s->hes, ids, (size_t)n * sizeof *s->hes);
+    qsort(s->hes, (size_t)n, sizeof *s->hes, cmp_i32);
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (m == 0 || s->hes[m - 1] != s->hes[i])
+            s->hes[m++] = s->hes[i];
+    s->p.hesitation_ids = s->hes;
+    s->p.n_hesitation = m;
 }
 
 int dm_sampler_params_check(const dm_sampler_params *p, int n_vocab, dm_err *err)
@@ -147,7 +185,9 @@ int dm_sampler_params_check(const dm_sampler_params *p, int n_vocab, dm_err *err
                          p->repeat_last_n, DM_MAX_REPEAT_LAST_N);
     if ((unsigned)p->repeat_scope > (unsigned)DM_REP_SCOPE_OUTPUT)
         return dm_errorf(err, "sampler: unknown repetition scope %d", (int)p->repeat_scope);
-    return check_bias(p, n_vocab, err);
+    if (check_bias(p, n_vocab, err))
+        return -1;
+    return check_hesitation(p, n_vocab, err);
 }
 
 dm_sampler *dm_sampler_new(const dm_sampler_params *p, int n_vocab)
@@ -161,6 +201,7 @@ dm_sampler *dm_sampler_new(const dm_sampler_params *p, int n_vocab)
     if (p->n_bias > 0)
         memcpy(s->bias, p->bias, (size_t)p->n_bias * sizeof *s->bias);
     s->p.bias = s->bias;
+    copy_hesitation(s, p->hesitation_ids, p->n_hesitation);
     s->min_p_log = p->min_p > 0 ? log((double)p->min_p) : -INFINITY;
     tokset_init(&s->rep, n_vocab);
     tokset_init(&s->out, n_vocab);
@@ -180,6 +221,7 @@ void dm_sampler_free(dm_sampler *s)
     tokset_free(&s->rep);
     tokset_free(&s->out);
     free(s->bias);
+    free(s->hes);
     free(s->ring);
     free(s->scratch);
     free(s->cand);
@@ -238,7 +280,7 @@ void dm_sampler_accept(dm_sampler *s, int32_t token, bool is_prompt)
 
 /* Step 1, in place on l[V]: the repetition penalty once per distinct token
  * in scope (ℓ>0: ℓ/r, ℓ<0: ℓ·r, 0 stays), presence/frequency over output
- * counts, then the bias list in order. */
+ * counts, then the bias list in order, then λ off each hesitation id. */
 static void apply_penalties(const dm_sampler *s, float *l)
 {
     const float r = s->p.repeat_penalty;
@@ -260,6 +302,9 @@ static void apply_penalties(const dm_sampler *s, float *l)
     }
     for (int i = 0; i < s->p.n_bias; i++)
         l[s->bias[i].token] += s->bias[i].bias;
+    if (s->p.hesitation_penalty != 0.0f)
+        for (int i = 0; i < s->p.n_hesitation; i++)
+            l[s->hes[i]] -= s->p.hesitation_penalty;
 }
 
 /* The first index of the largest logit (NaN never wins); -1 when every

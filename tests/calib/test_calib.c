@@ -87,6 +87,17 @@ static void test_data_ok(void)
     CHECK(dm_sha256_file(path, dg, &err) == 0, "sha256: %s", err.msg);
     dm_sha256_hex(dg, hex);
     CHECK(!strcmp(hex, d.hash), "data hash %s, want sha256 of the file %s", d.hash, hex);
+    /* --source: a selection keeps those documents in order and changes the data hash */
+    dm_calib_data f;
+    CHECK(dm_calib_data_load(&f, path, tok, "w", &err) == 0, "load: %s", err.msg);
+    CHECK(dm_calib_data_filter_sources(&f, "chat,code", path, &err) == 0 && f.n == 3 &&
+              !strcmp(f.doc[0].source, "code") && !strcmp(f.doc[1].source, "chat") &&
+              !strcmp(f.doc[2].source, "code") && f.doc[0].n_regions == 2,
+          "filter chat,code: %d documents (%s)", f.n, err.msg);
+    CHECK(strcmp(f.hash, d.hash) != 0 && strlen(f.hash) == 64, "the selection does not change the data hash");
+    CHECK(dm_calib_data_filter_sources(&f, "cod,hat", path, &err) == -1 && strstr(err.msg, path),
+          "no match must fail naming the file: %s", err.msg);
+    dm_calib_data_free(&f);
     dm_calib_data_free(&d);
     /* without a weights field the ranges are ignored */
     CHECK(dm_calib_data_load(&d, path, tok, NULL, &err) == 0 && d.n == 4 && d.doc[0].n_regions == 0,
