@@ -23,6 +23,7 @@ import json, sys
 c = json.load(open("configs/reference.json"))
 c["train"]["stages"] = [{"mode": sys.argv[1], "steps": int(sys.argv[2])}]
 c["train"]["log_every"] = 2
+c["train"]["warmup"] = 2
 c["train"]["checkpoint_every"] = 1000000
 json.dump(c, open(sys.argv[3], "w"))
 PY

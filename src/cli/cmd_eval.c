@@ -1,7 +1,10 @@
 /* cmd_eval — `demolish eval ppl` (loss per token, perplexity, bits per byte,
  * overall and per source; src/eval/) and `demolish eval reasoning` (exact-
  * match accuracy of greedy completions on held-out reasoning problems, and
- * how many completions close their </think>; src/corpus/reasoning*.c). */
+ * how many completions close their </think>; src/corpus/reasoning*.c),
+ * `demolish eval routing` (expert usage per source), and the subcommand table
+ * that also dispatches `eval kl` (cmd_eval_kl.c), `eval loops`, `eval compare`
+ * and `eval report` (cmd_eval_loops.c, cmd_eval_compare.c, cmd_eval_report.c). */
 #include "cli/cli.h"
 #include "eval/eval.h"
 

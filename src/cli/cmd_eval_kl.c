@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_STUDENTS 16
+#define MAX_STUDENTS 64
 
 static double top1(const dm_kl_sum *s) { return s->n ? (double)s->top1_agree / (double)s->n : 0; }
 

@@ -18,7 +18,7 @@ static const struct command {
     { "bench", cmd_bench, "prefill and decode speed, measured like llama-bench" },
     { "corpus", cmd_corpus, "build the reference model's training corpus; print reasoning problems" },
     { "tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer on a corpus; encode text" },
-    { "eval", cmd_eval, "loss, perplexity and bits per byte on text; reasoning accuracy" },
+    { "eval", cmd_eval, "ppl, reasoning, routing, kl (to a teacher), loops (loop rate), compare, report" },
     { "train", cmd_train, "train a model (full backward pass, AdamW, exact resume)" },
     { "calibrate", cmd_calibrate, "expert saliency (REAP, frequency, EAN) and imatrix over calibration text" },
     { "plan", cmd_plan, "choose the experts each layer keeps (uniform or non-uniform) from saliency stats" },
