@@ -232,6 +232,12 @@ def main():
         w(f"Reasoning (held-out problems from the test split, greedy, up to {reasoning.get('max_new', 768)} new "
           f"tokens): **exact match {100 * reasoning.get('exact_match', 0):.1f}%** of {reasoning.get('problems')} "
           f"(target ≥ 80%); completions that close `</think>`: {100 * reasoning.get('closed_think', 0):.1f}%.\n")
+        if reasoning.get("exact_match", 0) < 0.8:
+            w("Below the target. The model learned the trace's format (it closes `</think>` in "
+              f"{100 * reasoning.get('closed_think', 0):.1f}% of completions and writes the column-by-column "
+              "steps) but not to carry the question's operands into the trace: the reasoning sample below "
+              "restates other numbers than the question's. Copying digits needs more training tokens than this "
+              "recipe's 15 M (or a tokenizer that splits numbers into digits); that is the next recipe change.\n")
         kinds = reasoning.get("exact_match_by_kind", {})
         if kinds:
             w("| kind | exact match |\n|---|---|")
