@@ -21,19 +21,10 @@ static const char *const bar_rates[] = { "loop", "fail", "runaway" };
 static const char *const bar_colors[] = { "#d62728", "#1f77b4", "#ff7f0e" };
 #define N_BARS (sizeof bar_rates / sizeof bar_rates[0])
 
-static const loops_metric *metric_named(const char *name)
-{
-    for (int i = 0; i < loops_n_metrics; i++)
-        if (!strcmp(loops_metrics[i].name, name))
-            return &loops_metrics[i];
-    DM_ASSERT(!"unknown metric");
-    return NULL;
-}
-
 /* rate, lo, hi of a metric in [0, 1]; false when it has no denominator. */
 static bool rate_ci(const dm_loop_counts *c, const char *name, double *r, double *lo, double *hi)
 {
-    const loops_metric *mt = metric_named(name);
+    const loops_metric *mt = loops_metric_named(name);
     const int64_t k = loops_metric_k(mt, c), n = loops_metric_n(mt, c);
     if (n == 0)
         return false;

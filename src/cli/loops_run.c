@@ -335,7 +335,7 @@ cJSON *loops_counts_json(const dm_loop_counts *c)
 static const char *const text_metrics[] = { "loop", "fail", "runaway", "eos", "think_closed", "think_restart" };
 #define N_TEXT (sizeof text_metrics / sizeof text_metrics[0])
 
-static const loops_metric *metric_named(const char *name)
+const loops_metric *loops_metric_named(const char *name)
 {
     for (int i = 0; i < loops_n_metrics; i++)
         if (!strcmp(loops_metrics[i].name, name))
@@ -356,7 +356,7 @@ void loops_print_row(FILE *f, const char *name, const dm_loop_counts *c)
 {
     fprintf(f, "%-14.14s %6lld", name, (long long)c->n);
     for (size_t i = 0; i < N_TEXT; i++) {
-        const loops_metric *mt = metric_named(text_metrics[i]);
+        const loops_metric *mt = loops_metric_named(text_metrics[i]);
         const int64_t k = loops_metric_k(mt, c), n = loops_metric_n(mt, c);
         if (n == 0) {
             fprintf(f, " %-22s", "-");

@@ -77,6 +77,8 @@ typedef struct loops_metric {
 } loops_metric;
 extern const loops_metric loops_metrics[];
 extern const int loops_n_metrics;
+/* The metric of that name (a programming error if there is none). */
+const loops_metric *loops_metric_named(const char *name);
 int64_t loops_metric_k(const loops_metric *mt, const dm_loop_counts *c);
 int64_t loops_metric_n(const loops_metric *mt, const dm_loop_counts *c);
 
