@@ -8,10 +8,11 @@
  * checked against the model and options. At the end it prints rates with
  * Wilson 95% intervals, overall and per prompt source.
  *
- * Sequences are generated one at a time through dm_generate. TODO (issue 5,
- * scope 1): batched decode of many sequences (one matmul per expert over all
- * active sequences) will replace the loop in run_prompts; the file format
- * and the per-prompt seeds do not change with it. */
+ * Up to --batch sequences are decoded together (dm_generate_batch: one
+ * forward per step over every active sequence, a finished one replaced by
+ * the next prompt at once). Lines are written in prompt order whatever order
+ * the generations finish in; the batch size is in the header, since it
+ * changes float rounding and so, rarely, a sampled token. */
 #include "cli/cli.h"
 #include "cli/loops_run.h"
 #include "model/hesitation.h"
@@ -99,7 +100,7 @@ static int prompts_load(const char *path, prompt_set *s, dm_err *err)
 
 typedef struct loops_opts {
     const char *prompts, *out, *spec, *guardrail, *hes_words;
-    int n, max_tokens;
+    int n, max_tokens, batch;
     float hes_penalty;          /* < 0: not given (the spec's value stands) */
     uint64_t seed;
     bool chat, json;
@@ -138,6 +139,7 @@ static int build_header(const loops_opts *o, const char *model_dir, const dm_mod
     dm_hesitation_log(tok, h->hesitation_ids, h->n_hesitation, "eval loops");
     h->seed = o->seed;
     h->max_tokens = o->max_tokens;
+    h->batch = o->batch;
     h->chat = o->chat;
     h->think_open = dm_token_id(tok, "<think>");
     h->think_close = dm_token_id(tok, "</think>");
@@ -188,77 +190,130 @@ static FILE *open_out(const char *path, const loops_header *h, const prompt_set 
 
 /* ---- generation ---------------------------------------------------------------- */
 
+/* The queue dm_generate_batch pulls from: the prompts not yet in the run
+ * file, in index order. Jobs finish out of order; their lines wait in
+ * `lines` until every earlier prompt's line is written, so the file is in
+ * index order and the same whatever the batch. */
 typedef struct gen_env {
     const dm_model *m;
     const dm_tokenizer *tok;
-    dm_ctx *ctx;
-    dm_seq *seq;
-    int32_t *out;               /* [max_tokens] */
-    int64_t gen_tokens;         /* generated in this invocation */
-    double seconds;
+    const loops_header *h;
+    const dm_sampler_params *sp;
+    const prompt_set *ps;
+    FILE *f;
+    int64_t *todo;              /* prompt indices to generate */
+    int64_t n_todo, taken, written;
+    char **lines;               /* [n_todo] finished lines not yet written */
+    int64_t n_finished;
+    dm_progress pg;
 } gen_env;
 
-/* Generates prompt i with seed S+i, measures it, and appends its line. */
-static int run_one(gen_env *g, const loops_header *h, const dm_sampler_params *sp0, const prompt *p, int64_t i, FILE *f,
-                   dm_err *err)
+typedef struct job {
+    dm_gen_job g;
+    int64_t k;                  /* position in todo */
+} job;
+
+static char *render_prompt(const gen_env *e, const prompt *p)
 {
-    char *rendered = NULL;
-    const char *text = p->text;
-    if (h->chat) {
-        dm_chat_msg msg = { "user", p->text };
-        text = rendered = dm_chat_render(g->tok, dm_chat_style_for(g->tok), &msg, 1, true, true);
-    }
-    int n_prompt = 0;
-    int32_t *ids = dm_tokenize(g->tok, text, strlen(text), true, &n_prompt);
-    free(rendered);
-    dm_sampler_params sp = *sp0;
-    sp.seed = h->seed + (uint64_t)i;
-    dm_sampler *s = dm_sampler_new(&sp, g->m->cfg.vocab_size);
-    dm_seq_reset(g->seq);
-    dm_seq_reserve(g->seq, n_prompt + h->max_tokens + 1);
-    dm_gen_request req = { .prompt = ids, .n_prompt = n_prompt, .n_predict = h->max_tokens, .out_tokens = g->out };
-    dm_gen_stats st;
-    double t0 = dm_time_sec();
-    int rc = dm_generate(g->ctx, g->seq, NULL, s, &req, &st, err);
-    g->seconds += dm_time_sec() - t0;
-    dm_sampler_free(s);
-    free(ids);
-    if (rc)
-        return dm_err_prefix(err, "prompt %lld ('%s')", (long long)i, p->id);
-    g->gen_tokens += st.n_gen;
-    const bool eos = st.stop == DM_STOP_EOS, cap = st.n_gen >= h->max_tokens;
-    loops_rec r = { .i = i, .id = p->id, .source = p->source, .n_prompt = n_prompt };
-    if (dm_gen_measure(g->out, st.n_gen, eos, cap, h->think_open, h->think_close, &h->det, &r.m, err))
-        return -1;
-    char *line = loops_rec_line(&r, g->out, st.n_gen, eos, cap);
-    int wrc = fprintf(f, "%s\n", line) < 0 || fflush(f) ? -1 : 0;
-    free(line);
-    return wrc ? dm_errorf(err, "cannot write the run file") : 0;
+    if (!e->h->chat)
+        return dm_strdup(p->text);
+    dm_chat_msg msg = { "user", p->text };
+    return dm_chat_render(e->tok, dm_chat_style_for(e->tok), &msg, 1, true, true);
 }
 
-static int run_prompts(gen_env *g, const loops_header *h, const dm_sampler_params *sp, const prompt_set *ps, int64_t n,
-                       const loops_run *done, FILE *f, dm_err *err)
+static dm_gen_job *next_job(void *user)
 {
-    int64_t todo = 0;
-    for (int64_t i = 0; i < n; i++)
-        todo += !loops_run_find(done, i);
-    dm_progress pg;
-    dm_progress_begin(&pg, "eval loops", "prompts", todo);
-    int64_t k = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (loops_run_find(done, i))
-            continue;
-        if (run_one(g, h, sp, &ps->p[i], i, f, err))
-            return -1;
-        dm_progress_update(&pg, ++k);
+    gen_env *e = user;
+    if (e->taken == e->n_todo)
+        return NULL;
+    const int64_t k = e->taken++, i = e->todo[k];
+    char *text = render_prompt(e, &e->ps->p[i]);
+    int n_prompt = 0;
+    job *j = dm_calloc(1, sizeof *j);
+    j->k = k;
+    j->g.prompt = dm_tokenize(e->tok, text, strlen(text), true, &n_prompt);
+    free(text);
+    dm_sampler_params sp = *e->sp;
+    sp.seed = e->h->seed + (uint64_t)i;   /* prompt i: seed S+i, whatever the batch */
+    j->g.n_prompt = n_prompt;
+    j->g.n_predict = e->h->max_tokens;
+    j->g.sampler = dm_sampler_new(&sp, e->m->cfg.vocab_size);
+    j->g.out_tokens = dm_malloc((size_t)e->h->max_tokens * sizeof(int32_t));
+    j->g.user = j;
+    return &j->g;
+}
+
+static void job_free(job *j)
+{
+    free((void *)j->g.prompt);
+    dm_sampler_free(j->g.sampler);
+    free(j->g.out_tokens);
+    free(j);
+}
+
+/* Writes the finished lines that are next in index order. */
+static int flush_lines(gen_env *e, dm_err *err)
+{
+    for (; e->written < e->n_todo && e->lines[e->written]; e->written++) {
+        char *line = e->lines[e->written];
+        int rc = fprintf(e->f, "%s\n", line) < 0 ? -1 : 0;
+        free(line);
+        e->lines[e->written] = NULL;
+        if (rc)
+            return dm_errorf(err, "cannot write the run file");
     }
-    dm_progress_end(&pg);
-    return 0;
+    return fflush(e->f) ? dm_errorf(err, "cannot write the run file") : 0;
+}
+
+/* Measures a finished generation and queues its line. */
+static int job_finished(void *user, dm_gen_job *g, dm_err *err)
+{
+    gen_env *e = user;
+    job *j = g->user;
+    const int64_t i = e->todo[j->k];
+    const prompt *p = &e->ps->p[i];
+    const bool eos = g->stop == DM_STOP_EOS, cap = g->n_gen >= e->h->max_tokens;
+    loops_rec r = { .i = i, .id = p->id, .source = p->source, .n_prompt = g->n_prompt };
+    int rc = dm_gen_measure(g->out_tokens, g->n_gen, eos, cap, e->h->think_open, e->h->think_close, &e->h->det, &r.m, err);
+    if (rc == 0)
+        e->lines[j->k] = loops_rec_line(&r, g->out_tokens, g->n_gen, eos, cap);
+    job_free(j);
+    if (rc)
+        return dm_err_prefix(err, "prompt %lld ('%s')", (long long)i, p->id);
+    dm_progress_update(&e->pg, ++e->n_finished);
+    return flush_lines(e, err);
+}
+
+/* Generates every prompt in [0, n) that the run file does not hold yet. */
+static int run_prompts(gen_env *e, int64_t n, int batch, const loops_run *done, dm_gen_batch_stats *st, dm_err *err)
+{
+    e->todo = dm_malloc((size_t)(n + 1) * sizeof *e->todo);
+    for (int64_t i = 0; i < n; i++)
+        if (!loops_run_find(done, i))
+            e->todo[e->n_todo++] = i;
+    e->lines = dm_calloc((size_t)e->n_todo + 1, sizeof *e->lines);
+    if (batch > e->n_todo)
+        batch = e->n_todo > 0 ? (int)e->n_todo : 1;
+    dm_ctx *ctx = dm_ctx_new(e->m, batch > 512 ? batch : 512);
+    const dm_gen_queue q = { e, next_job, job_finished };
+    dm_progress_begin(&e->pg, "eval loops", "prompts", e->n_todo);
+    int rc = dm_generate_batch(ctx, batch, &q, st, err);
+    dm_progress_end(&e->pg);
+    dm_ctx_free(ctx);
+    return rc;
+}
+
+static void gen_env_free(gen_env *e)
+{
+    for (int64_t k = 0; e->lines && k < e->n_todo; k++)
+        free(e->lines[k]);
+    free(e->lines);
+    free(e->todo);
 }
 
 /* ---- summary ---------------------------------------------------------------------- */
 
-static void summary(const loops_run *run, int64_t n, const gen_env *g, bool json)
+static void summary(const loops_run *run, int64_t n, const dm_gen_batch_stats *g, bool json)
 {
     dm_loop_agg a;
     dm_loop_agg_init(&a);
@@ -267,7 +322,9 @@ static void summary(const loops_run *run, int64_t n, const gen_env *g, bool json
         if (run->rec[k].i < n)
             DM_ASSERT(dm_loop_agg_add(&a, run->rec[k].source, &run->rec[k].m, &err) == 0);
     dm_loop_agg_finish(&a);
-    const double tps = g->seconds > 0 ? (double)g->gen_tokens / g->seconds : 0;
+    const double secs = g->t_prefill + g->t_decode;
+    const double tps = secs > 0 ? (double)g->gen_tokens / secs : 0;
+    const double mean_batch = g->steps > 0 ? (double)g->gen_tokens / (double)g->steps : 0;
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "run", run->path);
@@ -275,8 +332,13 @@ static void summary(const loops_run *run, int64_t n, const gen_env *g, bool json
         cJSON_AddStringToObject(o, "sampler", run->h.sampler);
         cJSON_AddNumberToObject(o, "max_tokens", run->h.max_tokens);
         cJSON_AddNumberToObject(o, "generated_tokens", (double)g->gen_tokens);
-        cJSON_AddNumberToObject(o, "seconds", g->seconds);
+        cJSON_AddNumberToObject(o, "batch", run->h.batch);
+        cJSON_AddNumberToObject(o, "prompt_tokens", (double)g->prompt_tokens);
+        cJSON_AddNumberToObject(o, "seconds", secs);
+        cJSON_AddNumberToObject(o, "prefill_seconds", g->t_prefill);
+        cJSON_AddNumberToObject(o, "decode_seconds", g->t_decode);
         cJSON_AddNumberToObject(o, "tokens_per_s", tps);
+        cJSON_AddNumberToObject(o, "mean_batch", mean_batch);
         cJSON_AddItemToObject(o, "total", loops_counts_json(&a.total));
         cJSON *src = cJSON_AddObjectToObject(o, "sources");
         for (int i = 0; i < a.n_groups; i++)
@@ -294,15 +356,16 @@ static void summary(const loops_run *run, int64_t n, const gen_env *g, bool json
         loops_print_row(stdout, "all", &a.total);
         for (int i = 0; i < a.n_groups; i++)
             loops_print_row(stdout, a.group[i], &a.groups[i]);
-        printf("this invocation: %lld tokens generated in %.2f s, %.1f tok/s (one sequence at a time)\n",
-               (long long)g->gen_tokens, g->seconds, tps);
+        printf("this invocation: %lld tokens generated in %.2f s (prefill %.2f s), %.1f tok/s, %d sequences at a "
+               "time (%.1f tokens per decode step)\n",
+               (long long)g->gen_tokens, secs, g->t_prefill, tps, run->h.batch, mean_batch);
     }
     dm_loop_agg_free(&a);
 }
 
 int cmd_eval_loops(int argc, char **argv)
 {
-    loops_opts o = { .spec = "", .n = 0, .max_tokens = 1024, .hes_penalty = -1 };
+    loops_opts o = { .spec = "", .n = 0, .max_tokens = 1024, .batch = 32, .hes_penalty = -1 };
     dm_loop_params_default(&o.det);
     const cli_opt opts[] = {
         { "--prompts", NULL, CLI_STR, &o.prompts, "FILE", "prompts, JSON lines {\"id\",\"source\",\"prompt\"|\"text\"}" },
@@ -316,6 +379,8 @@ int cmd_eval_loops(int argc, char **argv)
         { "--hesitation-penalty", NULL, CLI_FLOAT, &o.hes_penalty, "L", "subtract L from hesitation words' first tokens" },
         { "--hesitation-words", NULL, CLI_STR, &o.hes_words, "W1,W2",
           "hesitation words (default " DM_HESITATION_WORDS_DEFAULT "; also with a leading space and capitalised)" },
+        { "--batch", "-b", CLI_INT, &o.batch, "B",
+          "sequences decoded together (default 32; results depend on it only through float rounding)" },
         { "--seed", "-s", CLI_U64, &o.seed, "S", "prompt i is sampled with seed S+i (default 0)" },
         { "--chat", NULL, CLI_FLAG, &o.chat, NULL, "wrap each prompt in the model's chat template (thinking on)" },
         { "--loop-max-period", NULL, CLI_INT, &o.det.max_period, "P", "detector: longest period tried (128)" },
@@ -334,8 +399,10 @@ int cmd_eval_loops(int argc, char **argv)
         return rc == CLI_HELP ? DM_EXIT_OK : DM_EXIT_USAGE;
     dm_err err;
     dm_sampler_params sp;
-    if (!o.prompts || !o.out || o.n < 0 || o.max_tokens < 1)
-        return fprintf(stderr, "demolish eval loops: need --prompts, --out, --n >= 0, --max-tokens >= 1\n"), DM_EXIT_USAGE;
+    if (!o.prompts || !o.out || o.n < 0 || o.max_tokens < 1 || o.batch < 1 || o.batch > 4096)
+        return fprintf(stderr, "demolish eval loops: need --prompts, --out, --n >= 0, --max-tokens >= 1, "
+                               "1 <= --batch <= 4096\n"),
+               DM_EXIT_USAGE;
     if (build_sampler(&o, &sp, &err) || dm_loop_params_check(&o.det, &err))
         return fprintf(stderr, "demolish eval loops: %s\n", err.msg), DM_EXIT_USAGE;
 
@@ -345,6 +412,7 @@ int cmd_eval_loops(int argc, char **argv)
     loops_header h = { 0 };
     loops_run done = { 0 }, final = { 0 };
     gen_env g = { 0 };
+    dm_gen_batch_stats st = { 0 };
     FILE *f = NULL;
     rc = DM_EXIT_FAIL;
     if (prompts_load(o.prompts, &ps, &err) || dm_model_load(&m, pos[0], &err) || dm_tokenizer_load(&tok, pos[0], &err) ||
@@ -361,9 +429,8 @@ int cmd_eval_loops(int argc, char **argv)
         cli_fail(&err);
         goto out;
     }
-    g = (gen_env){ .m = m, .tok = tok, .ctx = dm_ctx_new(m, 512), .seq = dm_seq_new(m, 1),
-                   .out = dm_malloc((size_t)o.max_tokens * sizeof(int32_t)) };
-    int grc = run_prompts(&g, &h, &sp, &ps, n, &done, f, &err);
+    g = (gen_env){ .m = m, .tok = tok, .h = &h, .sp = &sp, .ps = &ps, .f = f };
+    int grc = run_prompts(&g, n, o.batch, &done, &st, &err);
     if (fclose(f) && grc == 0)
         grc = dm_errorf(&err, "%s: cannot close", o.out);
     f = NULL;
@@ -375,16 +442,12 @@ int cmd_eval_loops(int argc, char **argv)
         cli_fail(&err);
         goto out;
     }
-    summary(&final, n, &g, o.json);
+    summary(&final, n, &st, o.json);
     rc = DM_EXIT_OK;
 out:
     if (f)
         fclose(f);
-    if (g.ctx)
-        dm_ctx_free(g.ctx);
-    if (g.seq)
-        dm_seq_free(g.seq);
-    free(g.out);
+    gen_env_free(&g);
     loops_run_free(&done);
     loops_run_free(&final);
     loops_header_free(&h);

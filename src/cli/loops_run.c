@@ -59,6 +59,7 @@ cJSON *loops_header_json(const loops_header *h)
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)h->seed);   /* a string: doubles lose 64-bit seeds */
     cJSON_AddStringToObject(o, "seed", seed);
     cJSON_AddNumberToObject(o, "max_tokens", h->max_tokens);
+    cJSON_AddNumberToObject(o, "batch", h->batch);
     cJSON_AddBoolToObject(o, "chat", h->chat);
     const int32_t think[2] = { h->think_open, h->think_close };
     cJSON_AddItemToObject(o, "think_ids", ids_array(think, 2));
@@ -119,6 +120,9 @@ static int header_parse(const cJSON *o, loops_header *h, dm_err *err)
     if (!model || !hash || !spec || !hw || !hid || !seed || !chat || !think || !det || strlen(hash->valuestring) != 64 ||
         need_int(o, "max_tokens", &h->max_tokens, err))
         return dm_err_prefix(err, "header");
+    h->batch = 1;
+    if (cJSON_GetObjectItemCaseSensitive(o, "batch") && (need_int(o, "batch", &h->batch, err) || h->batch < 1))
+        return dm_errorf(err, "header: 'batch' is not a positive integer");
     h->model = dm_strdup(model->valuestring);
     memcpy(h->model_hash, hash->valuestring, 65);
     h->sampler = dm_strdup(spec->valuestring);
@@ -148,6 +152,7 @@ int loops_header_match(const loops_header *a, const loops_header *b, dm_err *err
                        : strcmp(a->sampler, b->sampler)      ? "sampler"
                        : a->seed != b->seed                  ? "seed"
                        : a->max_tokens != b->max_tokens      ? "max_tokens"
+                       : a->batch != b->batch                ? "batch"
                        : a->chat != b->chat                  ? "chat"
                        : a->n_hesitation != b->n_hesitation ||
                                (a->n_hesitation > 0 && memcmp(a->hesitation_ids, b->hesitation_ids,

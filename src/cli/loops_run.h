@@ -4,7 +4,7 @@
  * A run file is JSON lines. Line 1, the header, says how every generation
  * was made: {"type":"header","version":1,"model":PATH,"model_hash":HEX,
  * "sampler":CANONICAL_SPEC,"hesitation_words":W,"hesitation_ids":[...],
- * "seed":S,"max_tokens":M,"chat":B,"think_ids":[OPEN,CLOSE],"detector":{...}}.
+ * "seed":S,"max_tokens":M,"batch":B,"chat":C,"think_ids":[OPEN,CLOSE],"detector":{...}}.
  * Then one line per prompt: {"i":INDEX,"id":ID,"source":SRC,"prompt_tokens":N,
  * "len":..,"eos":..,"cap":..,"runaway":..,"loop":..,"loop_exact":..,
  * "loop_rep":..,"period":..,"cover":..,"tail_rep4":..,"distinct4":..,
@@ -31,6 +31,7 @@ typedef struct loops_header {
     int n_hesitation;
     uint64_t seed;              /* prompt i uses seed + i */
     int max_tokens;
+    int batch;                  /* sequences decoded together (absent in a file: 1) */
     bool chat;                  /* prompts wrapped in the chat template (thinking on) */
     int32_t think_open, think_close;   /* -1: the tokenizer has none */
     dm_loop_params det;

@@ -570,3 +570,11 @@ void dm_config_free(dm_config *c)
     c->layer_experts = NULL;
     c->layer_index_full = NULL;
 }
+
+bool dm_config_is_eos(const dm_config *c, int32_t token)
+{
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_token_ids[i] == token)
+            return true;
+    return false;
+}

@@ -7,14 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool is_eos(const dm_config *c, int32_t t)
-{
-    for (int i = 0; i < c->n_eos; i++)
-        if (c->eos_token_ids[i] == t)
-            return true;
-    return false;
-}
-
 static bool emit(const dm_gen_request *r, const char *bytes, size_t n)
 {
     return !r->emit || n == 0 || r->emit(r->user, bytes, n);
@@ -47,7 +39,7 @@ int dm_generate(dm_ctx *c, dm_seq *seq, const dm_tokenizer *tok, dm_sampler *s, 
             rc = dm_errorf(err, "no token can be sampled: every token is banned by the logit bias");
             break;
         }
-        if (is_eos(&m->cfg, t)) {
+        if (dm_config_is_eos(&m->cfg, t)) {
             st->stop = DM_STOP_EOS;
             break;
         }

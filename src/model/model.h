@@ -84,6 +84,7 @@ int dm_config_parse(dm_config *c, const char *json, const char *name, dm_err *er
 int dm_config_load(dm_config *c, const char *model_dir, dm_err *err);
 void dm_config_free(dm_config *c);
 int dm_config_total_layers(const dm_config *c);   /* n_layers + n_mtp */
+bool dm_config_is_eos(const dm_config *c, int32_t token);   /* one of the eos ids */
 
 /* ---- weights -------------------------------------------------------------- */
 
@@ -387,5 +388,45 @@ typedef struct dm_gen_request {
  * to n_predict tokens, stopping at the config's eos ids and stop strings. */
 int dm_generate(dm_ctx *c, dm_seq *seq, const dm_tokenizer *tok, dm_sampler *s, const dm_gen_request *r,
                 dm_gen_stats *st, dm_err *err);
+
+/* ---- batched generation (generate_batch.c) ------------------------------------
+ * Many independent generations decoded together: each step runs one
+ * dm_forward_batch over every active sequence, so each expert's weights are
+ * read once per step for all the rows routed to it. A finished sequence's
+ * slot takes the next job at once (continuous batching). Token ids only: no
+ * text, no stop strings. */
+
+typedef struct dm_gen_job {
+    const int32_t *prompt;      /* [n_prompt], n_prompt >= 1 */
+    int n_prompt;
+    int n_predict;              /* token cap, >= 1 */
+    dm_sampler *sampler;        /* the job's own sampler (fresh: it sees the prompt here) */
+    int32_t *out_tokens;        /* [n_predict] */
+    void *user;                 /* the caller's */
+    int n_gen;                  /* filled in: tokens generated */
+    dm_stop_reason stop;        /* filled in: DM_STOP_EOS or DM_STOP_LENGTH */
+} dm_gen_job;
+
+typedef struct dm_gen_queue {
+    void *user;
+    /* The next job, or NULL when there are none left. Jobs are taken in
+     * order, one per free slot, lowest slot first. */
+    dm_gen_job *(*next)(void *user);
+    /* A job has finished (called in completion order). Nonzero (with err
+     * filled) stops the whole run. */
+    int (*finished)(void *user, dm_gen_job *job, dm_err *err);
+} dm_gen_queue;
+
+typedef struct dm_gen_batch_stats {
+    int64_t jobs, prompt_tokens, gen_tokens;
+    int64_t steps;              /* batched decode forwards */
+    double t_prefill, t_decode; /* seconds (sampling counts as decode) */
+} dm_gen_batch_stats;
+
+/* Runs every job of q with up to max_active sequences in flight (max_active
+ * <= the ctx's max_batch). Results depend on the seeds and on max_active
+ * (the batch composition changes float rounding, nothing else); with
+ * max_active = 1 each job gets exactly dm_generate's tokens. st may be NULL. */
+int dm_generate_batch(dm_ctx *c, int max_active, const dm_gen_queue *q, dm_gen_batch_stats *st, dm_err *err);
 
 #endif

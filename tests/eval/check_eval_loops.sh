@@ -2,6 +2,7 @@
 # check_eval_loops — `demolish eval loops / compare / report` end to end on a
 # tiny random model (issue 5):
 #   - determinism: the same command twice writes byte-identical run files;
+#   - batching: --batch 1 and --batch 5 write the same lines in prompt order;
 #   - resume: --n 5 then --n 16 into one file, and a file cut mid-line (a
 #     killed run) then resumed, both give the bytes of one uninterrupted run;
 #   - a run file from other options (seed, sampler, detector) or another
@@ -44,6 +45,20 @@ dm eval loops "$S/tiny" "${A[@]}" --out "$S/a.jsonl" --json >"$S/a.json"
 dm eval loops "$S/tiny" "${A[@]}" --out "$S/a2.jsonl" >/dev/null
 cmp "$S/a.jsonl" "$S/a2.jsonl" || fail "same seed, different run files"
 [ "$(wc -l <"$S/a.jsonl")" -eq 17 ] || fail "expected header + 16 lines"
+
+# batching: rows are independent below the GEMM threshold (24 rows), so one
+# sequence at a time and 5 together must give the same lines, in prompt order;
+# the header records the batch, and a file from another batch is refused.
+dm eval loops "$S/tiny" "${A[@]}" --batch 1 --out "$S/b1.jsonl" >/dev/null
+dm eval loops "$S/tiny" "${A[@]}" --batch 5 --out "$S/b5.jsonl" >/dev/null
+grep -q '"batch":1,' "$S/b1.jsonl" && grep -q '"batch":5,' "$S/b5.jsonl" || fail "batch not in the header"
+cmp <(tail -n +2 "$S/b1.jsonl") <(tail -n +2 "$S/b5.jsonl") || fail "--batch 1 and --batch 5 generated different lines"
+cmp <(tail -n +2 "$S/b1.jsonl") <(tail -n +2 "$S/a.jsonl") || fail "--batch 1 and the default batch differ"
+set +e
+"$BIN" eval loops "$S/tiny" "${A[@]}" --batch 4 --out "$S/b5.jsonl" -t 1 -q >/dev/null 2>"$S/err.txt"
+rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "batch differ" "$S/err.txt" || fail "resume with another --batch: exit $rc: $(cat "$S/err.txt")"
 
 # resume from a smaller --n
 dm eval loops "$S/tiny" "${A[@]}" --n 5 --out "$S/r.jsonl" >/dev/null
