@@ -130,6 +130,45 @@ int dm_reasoning_check(const char *question, const char *answer_text);
  * NULL when the completion never closes its think block. */
 const char *dm_reasoning_answer_part(const char *completion);
 
+/* ---- held-out prompts (prompts.c) ------------------------------------------------------------- */
+
+#define DM_PROMPTS_PER_SOURCE 700
+#define DM_PROMPTS_MIN_BYTES 200
+#define DM_PROMPTS_MAX_BYTES 800
+
+typedef struct dm_prompts_opts {
+    const char *corpus_dir;     /* only corpus_dir/test.jsonl is read */
+    const char *out_path;       /* JSON lines {"id","source","prompt"} */
+    int per_source;             /* prompts per source (code, prose, reasoning), >= 1 */
+    uint64_t seed;              /* window positions and lengths, choice, order */
+    int min_bytes, max_bytes;   /* code/prose window length bounds, 1 <= min <= max */
+    bool force;                 /* replace an existing out_path */
+} dm_prompts_opts;
+
+typedef struct dm_prompts_stats {
+    int64_t prompts[DM_DOMAIN_COUNT];
+    int64_t bytes[DM_DOMAIN_COUNT];        /* prompt bytes, summed */
+    int64_t docs[DM_DOMAIN_COUNT];         /* test documents of the source */
+    int64_t docs_used[DM_DOMAIN_COUNT];    /* of those, documents that gave a prompt */
+    int64_t overlapping[DM_DOMAIN_COUNT];  /* code/prose windows chosen after the non-overlapping ones ran out */
+} dm_prompts_stats;
+
+/* Writes out_path: per_source prompts from each source of the corpus's TEST
+ * split, for `demolish eval loops`.
+ *   code, prose  windows of documents that begin at a line start and end
+ *                right after a '\n', min_bytes..max_bytes long, not
+ *                whitespace-only, distinct texts; id "<docid>@<start>+<len>"
+ *   reasoning    question "\n<think>\n" (the text up to and including the
+ *                first "\n<think>\n"); id "<docid>@0+<len>"
+ * (docid gets a "<source>/" prefix when it lacks one). Lines are ordered by a
+ * seeded hash of the id, so every prefix mixes the sources. Same test.jsonl
+ * and options: byte-identical file. The file appears complete or not at all
+ * (dm_write_file_atomic); an existing out_path is an error without force, and
+ * the corpus's own files are never written. A source that cannot supply
+ * per_source prompts is an error naming it and how many it could give. st may
+ * be NULL. */
+int dm_corpus_prompts(const dm_prompts_opts *o, dm_prompts_stats *st, dm_err *err);
+
 /* ---- the tokenized dataset ------------------------------------------------------------------ */
 
 #define DM_DATASET_MAX_DOMAINS 16
