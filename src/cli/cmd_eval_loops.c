@@ -365,7 +365,7 @@ static void summary(const loops_run *run, int64_t n, const dm_gen_batch_stats *g
 
 int cmd_eval_loops(int argc, char **argv)
 {
-    loops_opts o = { .spec = "", .n = 0, .max_tokens = 1024, .batch = 32, .hes_penalty = -1 };
+    loops_opts o = { .spec = "", .n = 0, .max_tokens = 1024, .batch = 64, .hes_penalty = -1 };
     dm_loop_params_default(&o.det);
     const cli_opt opts[] = {
         { "--prompts", NULL, CLI_STR, &o.prompts, "FILE", "prompts, JSON lines {\"id\",\"source\",\"prompt\"|\"text\"}" },
@@ -380,7 +380,7 @@ int cmd_eval_loops(int argc, char **argv)
         { "--hesitation-words", NULL, CLI_STR, &o.hes_words, "W1,W2",
           "hesitation words (default " DM_HESITATION_WORDS_DEFAULT "; also with a leading space and capitalised)" },
         { "--batch", "-b", CLI_INT, &o.batch, "B",
-          "sequences decoded together (default 32; results depend on it only through float rounding)" },
+          "sequences decoded together (default 64; results depend on it only through float rounding)" },
         { "--seed", "-s", CLI_U64, &o.seed, "S", "prompt i is sampled with seed S+i (default 0)" },
         { "--chat", NULL, CLI_FLAG, &o.chat, NULL, "wrap each prompt in the model's chat template (thinking on)" },
         { "--loop-max-period", NULL, CLI_INT, &o.det.max_period, "P", "detector: longest period tried (128)" },
