@@ -75,5 +75,6 @@ int cmd_train(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_heal(int argc, char **argv);
 
 #endif

@@ -23,6 +23,7 @@ static const struct command {
     { "calibrate", cmd_calibrate, "expert saliency (REAP, frequency, EAN) and imatrix over calibration text" },
     { "plan", cmd_plan, "choose the experts each layer keeps (uniform or non-uniform) from saliency stats" },
     { "prune", cmd_prune, "remove experts byte-exactly, streaming, into a new model directory" },
+    { "heal", cmd_heal, "Router-KD: distill only the router gates of a pruned model to its teacher" },
 };
 
 static void usage(FILE *f)

@@ -68,6 +68,9 @@ bool dm_is_dir(const char *path);
 char *dm_path_join(const char *a, const char *b);
 /* Copies a file byte for byte (through a temp name, then rename). */
 int dm_copy_file(const char *src, const char *dst, dm_err *err);
+/* Copies every regular file of src_dir (not hidden, not subdirectories)
+ * into dst_dir, except those skip(name) names (skip may be NULL). */
+int dm_copy_dir_files(const char *src_dir, const char *dst_dir, bool (*skip)(const char *name), dm_err *err);
 /* mkdir -p. Returns 0 if the directory exists afterwards. */
 int dm_make_dirs(const char *path);
 /* rm -rf, for our own temporary directories only. */

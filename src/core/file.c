@@ -188,6 +188,26 @@ int dm_copy_file(const char *src, const char *dst, dm_err *err)
     return rc;
 }
 
+int dm_copy_dir_files(const char *src_dir, const char *dst_dir, bool (*skip)(const char *name), dm_err *err)
+{
+    DIR *d = opendir(src_dir);
+    if (!d)
+        return dm_errorf(err, "%s: cannot list: %s", src_dir, strerror(errno));
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d))) {
+        if (e->d_name[0] == '.' || (skip && skip(e->d_name)))
+            continue;
+        char *from = dm_path_join(src_dir, e->d_name), *to = dm_path_join(dst_dir, e->d_name);
+        if (!dm_is_dir(from))
+            rc = dm_copy_file(from, to, err);
+        free(from);
+        free(to);
+    }
+    closedir(d);
+    return rc;
+}
+
 int dm_make_dirs(const char *path)
 {
     char *p = dm_strdup(path);

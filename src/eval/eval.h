@@ -151,10 +151,42 @@ typedef struct dm_kl_cache {
     float *target_logp;         /* [n_pos] log-probability of the actual next token */
 } dm_kl_cache;
 
+/* The cache's windows, in order: each document's framed tokens cut into
+ * non-overlapping windows of up to ctx predictions (the last one shorter),
+ * each a fresh sequence. A zeroed window before the first call. */
+typedef struct dm_kl_window {
+    bool started;
+    int doc;                    /* its document */
+    int64_t start;              /* first token id of the window, index into tokens */
+    int T;                      /* predictions: tokens[start .. start+T] are its T+1 ids */
+    int64_t pos;                /* index of its first prediction in the per-position arrays */
+} dm_kl_window;
+/* Advances w to the next window; false when every position is covered. */
+bool dm_kl_next_window(const dm_kl_cache *c, dm_kl_window *w);
+
 /* Runs the teacher (ev, with a tokenizer) over the documents, up to max_tokens
  * predictions (0: all), keeping top_k tokens per position (0: full). */
 int dm_kl_cache_build(dm_evaluator *teacher, const dm_docs *docs, int top_k, int64_t max_tokens, dm_kl_cache *c,
                       dm_err *err);
+/* What a caller asks of a teacher's distributions; 0 / -1 where not given
+ * (then a cache file decides). */
+typedef struct dm_kl_request {
+    int ctx;                    /* window length in predictions, 0: not given (512, or the model's max) */
+    int top_k;                  /* top-k tokens, 0: full distributions, -1: not given (DM_KL_DEFAULT_TOP_K) */
+    int64_t max_tokens;         /* predictions, 0: all */
+} dm_kl_request;
+
+#define DM_KL_DEFAULT_TOP_K 64
+
+/* The teacher's distributions over docs: read from the file `cache` when it
+ * exists — it must match the request (windows, top-k) and, unless teacher is
+ * "-", come from that teacher (same model hash and the same predictions on
+ * its first window) — else computed with the teacher and saved to `cache`
+ * (when not NULL). (Whether the cache frames these docs is checked per
+ * student through dm_kl_data_hash.) */
+int dm_kl_teacher_cache(const char *teacher, const dm_docs *docs, const char *cache, const dm_kl_request *q,
+                        dm_kl_cache *c, dm_err *err);
+
 /* The data_hash a cache built from these documents would have (checks that a
  * cache was made from the data at hand). */
 int dm_kl_data_hash(dm_evaluator *ev, const dm_docs *docs, int64_t max_tokens, char out[65], dm_err *err);

@@ -15,17 +15,7 @@
 
 /* ---- windows over the cached token stream ---- */
 
-typedef struct window {
-    bool started;
-    int doc;
-    int64_t start;              /* first id of the window, absolute in tokens */
-    int T;                      /* predictions */
-    int64_t pos;                /* index of its first prediction */
-} window;
-
-/* The next window after w (a zeroed w: the first); false when the cache's
- * n_pos predictions are all covered. */
-static bool next_window(const dm_kl_cache *c, window *w)
+bool dm_kl_next_window(const dm_kl_cache *c, dm_kl_window *w)
 {
     if (!w->started) {
         w->started = true;
@@ -311,8 +301,8 @@ int dm_kl_cache_build(dm_evaluator *ev, const dm_docs *docs, int top_k, int64_t 
     dm_progress prog;
     dm_progress_begin(&prog, "teacher", "tok", c->n_pos);
     int rc = 0;
-    window w = { 0 };
-    while (rc == 0 && next_window(c, &w)) {
+    dm_kl_window w = { 0 };
+    while (rc == 0 && dm_kl_next_window(c, &w)) {
         const int32_t *ids = c->tokens + w.start;
         if ((rc = dm_evaluator_logits(ev, ids, w.T, ev->logits, err)))
             break;
@@ -404,8 +394,8 @@ int dm_kl_eval(dm_evaluator *ev, const dm_kl_cache *c, dm_kl_report *r, dm_err *
     dm_progress prog;
     dm_progress_begin(&prog, "student", "tok", c->n_pos);
     int rc = 0;
-    window w = { 0 };
-    while (rc == 0 && next_window(c, &w)) {
+    dm_kl_window w = { 0 };
+    while (rc == 0 && dm_kl_next_window(c, &w)) {
         const int32_t *ids = c->tokens + w.start;
         if ((rc = dm_evaluator_logits(ev, ids, w.T, ev->logits, err)))
             break;

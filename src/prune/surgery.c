@@ -15,7 +15,6 @@
  * appears only when complete (dm_outdir). */
 #include "prune/prune.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -353,30 +352,13 @@ static int write_config(const char *src_dir, const char *dst_dir, const dm_plan 
 }
 
 /* Every other regular file of the model directory (tokenizer, generation
- * config, ...), except the weights, their index, config.json and the model card
- * (it describes the unpruned model). */
-static int copy_side_files(const char *src_dir, const char *dst_dir, dm_err *err)
+ * config, ...) is copied, except the weights, their index, config.json and
+ * the model card (it describes the unpruned model). */
+static bool not_a_side_file(const char *n)
 {
-    DIR *d = opendir(src_dir);
-    if (!d)
-        return dm_errorf(err, "%s: cannot list: %s", src_dir, strerror(errno));
-    int rc = 0;
-    struct dirent *e;
-    while (rc == 0 && (e = readdir(d))) {
-        const char *n = e->d_name;
-        size_t len = strlen(n);
-        if (n[0] == '.' || (len > 12 && !strcmp(n + len - 12, ".safetensors")) ||
-            !strcmp(n, "model.safetensors.index.json") || !strcmp(n, "config.json") || !strcmp(n, "MODEL_CARD.md") ||
-            !strncmp(n, "prune_plan.json", 15))
-            continue;
-        char *from = dm_path_join(src_dir, n), *to = dm_path_join(dst_dir, n);
-        if (!dm_is_dir(from))
-            rc = dm_copy_file(from, to, err);
-        free(from);
-        free(to);
-    }
-    closedir(d);
-    return rc;
+    const size_t len = strlen(n);
+    return (len > 12 && !strcmp(n + len - 12, ".safetensors")) || !strcmp(n, "model.safetensors.index.json") ||
+           !strcmp(n, "config.json") || !strcmp(n, "MODEL_CARD.md") || !strncmp(n, "prune_plan.json", 15);
 }
 
 static size_t largest_file(const dm_safetensors *st)
@@ -459,7 +441,7 @@ int dm_prune(const char *model_dir, const dm_plan *plan, const char *out_dir, co
         if (rc == 0)
             rc = write_config(model_dir, od.tmp_path, &p, &c, err);
         if (rc == 0)
-            rc = copy_side_files(model_dir, od.tmp_path, err);
+            rc = dm_copy_dir_files(model_dir, od.tmp_path, not_a_side_file, err);
         if (rc == 0) {   /* the plan travels with the model it made */
             char *path = dm_path_join(od.tmp_path, "prune_plan.json");
             rc = dm_plan_save(&p, path, err);

@@ -101,7 +101,7 @@ t_param *t_params_find(t_params *ps, const char *name)
 
 bool t_param_trains(const t_param *p, dm_stage_mode mode)
 {
-    if (p->spec.role == DM_TENSOR_ROUTER_BIAS)
+    if (p->frozen || p->spec.role == DM_TENSOR_ROUTER_BIAS)
         return false;
     if (p->spec.indexer)
         return mode != DM_STAGE_DENSE;
@@ -113,6 +113,7 @@ bool t_param_trains(const t_param *p, dm_stage_mode mode)
 typedef struct binder {
     t_params *ps;
     float *base;
+    bool skip_frozen;           /* frozen tensors get NULL views */
 } binder;
 
 static float *at(const binder *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -124,7 +125,7 @@ static float *at(const binder *b, const char *fmt, ...)
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
     t_param *p = t_params_find(b->ps, name);
-    return p ? b->base + p->off : NULL;
+    return p && !(b->skip_frozen && p->frozen) ? b->base + p->off : NULL;
 }
 
 static void bind_mlp(const binder *b, t_mlp *m, const char *prefix)
@@ -173,9 +174,9 @@ static void bind_layer(const binder *b, const dm_config *c, int l, t_layer *L)
     L->eh_proj = at(b, "model.layers.%d.eh_proj.weight", l);
 }
 
-void t_weights_bind(t_weights *tw, const t_params *ps, const dm_config *c, float *base)
+static void bind_all(t_weights *tw, const binder *bd, const dm_config *c)
 {
-    binder b = { (t_params *)ps, base };
+    const binder b = *bd;
     tw->embed = at(&b, "model.embed_tokens.weight");
     tw->final_norm = at(&b, "model.norm.weight");
     tw->lm_head = c->tie_word_embeddings ? tw->embed : at(&b, "lm_head.weight");
@@ -184,6 +185,18 @@ void t_weights_bind(t_weights *tw, const t_params *ps, const dm_config *c, float
     for (int l = 0; l < total; l++)
         bind_layer(&b, c, l, &tw->layers[l]);
     tw->n_layers = total;
+}
+
+void t_weights_bind(t_weights *tw, const t_params *ps, const dm_config *c, float *base)
+{
+    const binder b = { (t_params *)ps, base, false };
+    bind_all(tw, &b, c);
+}
+
+void t_weights_bind_grads(t_weights *tw, const t_params *ps, const dm_config *c)
+{
+    const binder b = { (t_params *)ps, ps->g, true };
+    bind_all(tw, &b, c);
 }
 
 void t_weights_free(t_weights *tw)

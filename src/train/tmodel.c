@@ -178,11 +178,15 @@ static void norm_rows_backward(float *dx, float *dw, const float *dy, const floa
     dm_rmsnorm_backward_rows(dx, dw, dy, x, w, M, D, eps);
 }
 
-/* lm_head over h[M][D] and cross-entropy against targets[M]; with backward,
- * the gradient of scale·Σ CE: d_h[M][D] += ..., head gradient +=. Returns
- * the plain sum of the cross-entropies. */
-static double head_ce(t_model *tm, const float *h, int M, const int32_t *targets, float scale, bool backward,
-                      float *d_h)
+/* The loss of one output row: fills dlogits[V] (the gradient of the row's
+ * weighted loss, when backward) and returns the row's loss. */
+typedef double (*t_row_loss)(const void *user, int row, const float *logits, float *dlogits, bool backward, int V);
+
+/* lm_head over h[M][D] and a per-row loss; with backward, the gradients:
+ * d_h[M][D] += ..., head gradient += (skipped when the head is frozen).
+ * Returns the sum of the row losses. */
+static double head_loss(t_model *tm, const float *h, int M, t_row_loss loss_fn, const void *user, bool backward,
+                        float *d_h)
 {
     const dm_config *c = tm->c;
     const int D = c->hidden_size, V = c->vocab_size;
@@ -194,13 +198,63 @@ static double head_ce(t_model *tm, const float *h, int M, const int32_t *targets
         double part[HEAD_CHUNK];
         #pragma omp parallel for schedule(static)
         for (int i = 0; i < m; i++)
-            dm_cross_entropy(dlogits + (size_t)i * V, &part[i], logits + (size_t)i * V, targets[r0 + i], V, scale);
+            part[i] = loss_fn(user, r0 + i, logits + (size_t)i * V, dlogits + (size_t)i * V, backward, V);
         for (int i = 0; i < m; i++)
             loss += part[i];
         if (backward)
             t_linear_backward(d_h + (size_t)r0 * D, tm->g.lm_head, dlogits, h + (size_t)r0 * D, tm->w.lm_head, m, D, V);
     }
     return loss;
+}
+
+typedef struct ce_rows {
+    const int32_t *targets;
+    float scale;
+} ce_rows;
+
+static double ce_row(const void *user, int row, const float *logits, float *dlogits, bool backward, int V)
+{
+    const ce_rows *u = user;
+    double loss;
+    dm_cross_entropy(dlogits, &loss, logits, u->targets[row], V, u->scale);
+    (void)backward;   /* the CE gradient costs nothing extra */
+    return loss;
+}
+
+/* lm_head and cross-entropy against targets[M], scaled by scale in the
+ * gradient; returns the plain sum of the cross-entropies. */
+static double head_ce(t_model *tm, const float *h, int M, const int32_t *targets, float scale, bool backward,
+                      float *d_h)
+{
+    const ce_rows u = { targets, scale };
+    return head_loss(tm, h, M, ce_row, &u, backward, d_h);
+}
+
+typedef struct kd_rows {
+    const t_kd_batch *kd;
+    const int64_t *pos;         /* [rows] teacher position of each row, -1: none */
+    float scale;
+    double *row_kl;             /* [rows] or NULL */
+} kd_rows;
+
+static double kd_row(const void *user, int row, const float *logits, float *dlogits, bool backward, int V)
+{
+    const kd_rows *u = user;
+    const t_kd_batch *kd = u->kd;
+    const int64_t p = u->pos[row];
+    if (p < 0) {
+        if (backward)
+            memset(dlogits, 0, (size_t)V * sizeof(float));
+        if (u->row_kl)
+            u->row_kl[row] = NAN;
+        return 0;
+    }
+    const size_t at = (size_t)p * (size_t)kd->top_k;
+    const double kl = t_kd_row(logits, V, kd->top_id + at, kd->logp + at, kd->other_logp[p], kd->top_k, kd->tau,
+                               u->scale, backward ? dlogits : NULL);
+    if (u->row_kl)
+        u->row_kl[row] = kl;
+    return kl;
 }
 
 static void layer_forward(t_model *tm, int l, dm_stage_mode mode, float *x_out, double *bal)
@@ -246,17 +300,17 @@ static double indexer_queries(const t_model *tm)
 
 /* ---- the step --------------------------------------------------------------------------------- */
 
-void t_step(t_model *tm, const int32_t *w, dm_stage_mode mode, t_step_losses *out)
+/* Forward of windows w[B][T+1] through the main layers, model.norm and
+ * (if any) the MTP layer and shared_head.norm: fills every activation,
+ * h_final and mtp_hn. Returns the weighted balance loss. */
+static double forward_all(t_model *tm, const int32_t *w, dm_stage_mode mode)
 {
     const dm_config *c = tm->c;
     const int B = tm->B, T = tm->T, D = c->hidden_size, L = c->n_layers, Mm = B * T, Mt = B * (T - 1);
-    const bool backward = mode != DM_STAGE_INDEXER_WARMUP, mtp = c->n_mtp > 0;
-    int32_t *targets = (int32_t *)tm->d_r;   /* [B·T] then [B·(T-1)]; d_r is free until the MoE backward */
-    memset(out, 0, sizeof *out);
     tm->idx_loss = 0;
-    tm->idx_scale = mode == DM_STAGE_DENSE ? 0.0f : (float)(tm->hp->idx_weight / indexer_queries(tm));
-
-    /* forward */
+    tm->idx_scale = mode == DM_STAGE_DENSE || tm->hp->idx_weight == 0
+                        ? 0.0f
+                        : (float)(tm->hp->idx_weight / indexer_queries(tm));
     for (int b = 0; b < B; b++)
         for (int i = 0; i < T; i++)
             memcpy(tm->acts[0].x_in + ((size_t)b * T + i) * D, tm->w.embed + (size_t)w[b * (T + 1) + i] * D,
@@ -265,7 +319,7 @@ void t_step(t_model *tm, const int32_t *w, dm_stage_mode mode, t_step_losses *ou
     for (int l = 0; l < L; l++)
         layer_forward(tm, l, mode, l + 1 < L ? tm->acts[l + 1].x_in : tm->x_final, &bal);
     norm_rows(tm->h_final, tm->x_final, tm->w.final_norm, Mm, D, c->rms_norm_eps);
-    if (mtp) {
+    if (c->n_mtp > 0) {
         const t_layer *W = &tm->w.layers[L];
         for (int b = 0; b < B; b++)
             for (int i = 0; i + 1 < T; i++) {
@@ -279,6 +333,57 @@ void t_step(t_model *tm, const int32_t *w, dm_stage_mode mode, t_step_losses *ou
         layer_forward(tm, L, mode, tm->mtp_out, &bal);
         norm_rows(tm->mtp_hn, tm->mtp_out, W->head_norm, Mt, D, c->rms_norm_eps);
     }
+    return bal;
+}
+
+/* Backward of forward_all from the heads' gradients: d_hfinal [B·T][D]
+ * (main head) and d_x [B(T-1)][D] (MTP head output, when the model has an
+ * MTP layer). Frozen tensors (NULL gradient views) get no gradient. */
+static void backward_all(t_model *tm, const int32_t *w, dm_stage_mode mode)
+{
+    const dm_config *c = tm->c;
+    const int B = tm->B, T = tm->T, D = c->hidden_size, L = c->n_layers, Mm = B * T, Mt = B * (T - 1);
+    /* MTP first (its input h_final also feeds the main head) */
+    if (c->n_mtp > 0) {
+        const t_layer *W = &tm->w.layers[L];
+        t_layer *G = &tm->g.layers[L];
+        float *d_u = tm->d_mtp;   /* its own buffer: the blocks' backward use the other d_* as scratch */
+        memset(d_u, 0, (size_t)Mt * D * sizeof(float));
+        norm_rows_backward(d_u, G->head_norm, tm->d_x, tm->mtp_out, W->head_norm, Mt, D, c->rms_norm_eps);
+        layer_backward(tm, L, mode, d_u);
+        memset(tm->d_mtp_in, 0, (size_t)Mt * 2 * D * sizeof(float));
+        t_linear_backward(tm->d_mtp_in, G->eh_proj, d_u, tm->mtp_in, W->eh_proj, Mt, 2 * D, D);
+        memset(tm->d_x, 0, (size_t)Mt * D * sizeof(float));
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i + 1 < T; i++) {
+                const size_t r = (size_t)b * (T - 1) + i;
+                float *de = tm->d_x + r * D;
+                dm_rmsnorm_backward(de, G->enorm, tm->d_mtp_in + r * 2 * D, tm->mtp_e + r * D, W->enorm, D,
+                                    c->rms_norm_eps);
+                if (tm->g.embed)
+                    dm_add(tm->g.embed + (size_t)w[b * (T + 1) + i + 1] * D, de, D);
+                dm_rmsnorm_backward(tm->d_hfinal + ((size_t)b * T + i) * D, G->hnorm, tm->d_mtp_in + r * 2 * D + D,
+                                    tm->h_final + ((size_t)b * T + i) * D, W->hnorm, D, c->rms_norm_eps);
+            }
+    }
+    memset(tm->d_x, 0, (size_t)Mm * D * sizeof(float));
+    norm_rows_backward(tm->d_x, tm->g.final_norm, tm->d_hfinal, tm->x_final, tm->w.final_norm, Mm, D, c->rms_norm_eps);
+    for (int l = L - 1; l >= 0; l--)
+        layer_backward(tm, l, mode, tm->d_x);
+    if (tm->g.embed)
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < T; i++)
+                dm_add(tm->g.embed + (size_t)w[b * (T + 1) + i] * D, tm->d_x + ((size_t)b * T + i) * D, D);
+}
+
+void t_step(t_model *tm, const int32_t *w, dm_stage_mode mode, t_step_losses *out)
+{
+    const dm_config *c = tm->c;
+    const int B = tm->B, T = tm->T, D = c->hidden_size, Mm = B * T, Mt = B * (T - 1);
+    const bool backward = mode != DM_STAGE_INDEXER_WARMUP, mtp = c->n_mtp > 0;
+    int32_t *targets = (int32_t *)tm->d_r;   /* [B·T] then [B·(T-1)]; d_r is free until the MoE backward */
+    memset(out, 0, sizeof *out);
+    const double bal = forward_all(tm, w, mode);
 
     /* losses, fused with the heads' backward */
     memset(tm->d_hfinal, 0, (size_t)Mm * D * sizeof(float));
@@ -296,36 +401,42 @@ void t_step(t_model *tm, const int32_t *w, dm_stage_mode mode, t_step_losses *ou
     out->balance = tm->hp->balance_alpha > 0 ? bal / tm->hp->balance_alpha : 0;   /* reported unscaled, as MTP */
     out->indexer = tm->idx_loss;
     out->total = out->main + tm->hp->mtp_weight * out->mtp + bal + out->indexer;
-    if (!backward)
-        return;
+    if (backward)
+        backward_all(tm, w, mode);
+}
 
-    /* backward: MTP first (its input h_final also feeds the main head) */
-    if (mtp) {
-        const t_layer *W = &tm->w.layers[L];
-        t_layer *G = &tm->g.layers[L];
-        float *d_u = tm->d_mtp;   /* its own buffer: the blocks' backward use the other d_* as scratch */
-        memset(d_u, 0, (size_t)Mt * D * sizeof(float));
-        norm_rows_backward(d_u, G->head_norm, tm->d_x, tm->mtp_out, W->head_norm, Mt, D, c->rms_norm_eps);
-        layer_backward(tm, L, mode, d_u);
-        memset(tm->d_mtp_in, 0, (size_t)Mt * 2 * D * sizeof(float));
-        t_linear_backward(tm->d_mtp_in, G->eh_proj, d_u, tm->mtp_in, W->eh_proj, Mt, 2 * D, D);
-        memset(tm->d_x, 0, (size_t)Mt * D * sizeof(float));
-        for (int b = 0; b < B; b++)
-            for (int i = 0; i + 1 < T; i++) {
-                const size_t r = (size_t)b * (T - 1) + i;
-                float *de = tm->d_x + r * D;
-                dm_rmsnorm_backward(de, G->enorm, tm->d_mtp_in + r * 2 * D, tm->mtp_e + r * D, W->enorm, D,
-                                    c->rms_norm_eps);
-                dm_add(tm->g.embed + (size_t)w[b * (T + 1) + i + 1] * D, de, D);
-                dm_rmsnorm_backward(tm->d_hfinal + ((size_t)b * T + i) * D, G->hnorm, tm->d_mtp_in + r * 2 * D + D,
-                                    tm->h_final + ((size_t)b * T + i) * D, W->hnorm, D, c->rms_norm_eps);
-            }
+/* ---- Router-KD: the same step with KL-to-teacher heads ---------------------------------------- */
+
+void t_step_kd(t_model *tm, const int32_t *w, const t_kd_batch *kd, bool backward, t_kd_losses *out)
+{
+    const dm_config *c = tm->c;
+    const int B = tm->B, T = tm->T, D = c->hidden_size, Mm = B * T, Mt = B * (T - 1);
+    const bool mtp = c->n_mtp > 0 && kd->mtp_weight > 0;
+    DM_ASSERT(c->n_experts_per_tok + c->n_routed_experts >= 2);   /* d_r holds the MTP positions */
+    memset(out, 0, sizeof *out);
+    forward_all(tm, w, DM_STAGE_SPARSE);
+    /* the MTP row b·(T-1)+i predicts token i+2: the teacher's distribution at window position i+1 */
+    int64_t *mtp_pos = (int64_t *)tm->d_r;   /* [B(T-1)]; d_r is free until the MoE backward */
+    for (int r = 0; r < Mm; r++)
+        out->n_main += kd->pos[r] >= 0;
+    for (int b = 0; mtp && b < B; b++)
+        for (int i = 0; i + 1 < T; i++) {
+            const int64_t p = kd->pos[b * T + i + 1];
+            mtp_pos[b * (T - 1) + i] = p;
+            out->n_mtp += p >= 0;
+        }
+    const double tau2 = kd->tau * kd->tau;
+    memset(tm->d_hfinal, 0, (size_t)Mm * D * sizeof(float));
+    /* row scales: the means; t_kd_row applies τ² itself */
+    const kd_rows main_rows = { kd, kd->pos, out->n_main ? (float)(1.0 / (double)out->n_main) : 0, kd->row_kl };
+    out->kl_main = head_loss(tm, tm->h_final, Mm, kd_row, &main_rows, backward, tm->d_hfinal);
+    memset(tm->d_x, 0, (size_t)Mt * D * sizeof(float));
+    if (out->n_mtp) {
+        const kd_rows mtp_rows = { kd, mtp_pos, (float)(kd->mtp_weight / (double)out->n_mtp), NULL };
+        out->kl_mtp = head_loss(tm, tm->mtp_hn, Mt, kd_row, &mtp_rows, backward, tm->d_x);
     }
-    memset(tm->d_x, 0, (size_t)Mm * D * sizeof(float));
-    norm_rows_backward(tm->d_x, tm->g.final_norm, tm->d_hfinal, tm->x_final, tm->w.final_norm, Mm, D, c->rms_norm_eps);
-    for (int l = L - 1; l >= 0; l--)
-        layer_backward(tm, l, mode, tm->d_x);
-    for (int b = 0; b < B; b++)
-        for (int i = 0; i < T; i++)
-            dm_add(tm->g.embed + (size_t)w[b * (T + 1) + i] * D, tm->d_x + ((size_t)b * T + i) * D, D);
+    out->loss = tau2 * ((out->n_main ? out->kl_main / (double)out->n_main : 0) +
+                        (out->n_mtp ? kd->mtp_weight * out->kl_mtp / (double)out->n_mtp : 0));
+    if (backward)
+        backward_all(tm, w, DM_STAGE_SPARSE);
 }

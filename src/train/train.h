@@ -10,6 +10,7 @@
 #ifndef DM_TRAIN_H
 #define DM_TRAIN_H
 
+#include "eval/eval.h"
 #include "model/model.h"
 
 typedef enum dm_stage_mode {
@@ -72,5 +73,47 @@ typedef struct dm_train_opts {
  * tokenizer, MODEL_CARD-ready logs) atomically at the end, checkpoints on
  * the way. */
 int dm_train_run(const dm_train_config *tc, const dm_train_opts *o, dm_err *err);
+
+/* ---- Router-KD: heal a pruned model's router gates (router_kd.c) ---------------- */
+
+typedef struct dm_heal_opts {
+    const char *student_dir;    /* the pruned model (F32/BF16/F16 weights) */
+    const char *out_dir;        /* the healed copy: only gate tensors differ */
+    const dm_kl_cache *train;   /* teacher's top-k distributions over the KD data (dm_kl_teacher_cache) */
+    const dm_kl_cache *heldout; /* ... over held-out data (same windows), or NULL: no evaluation */
+    int steps, batch;           /* optimizer steps; cache windows per step */
+    double lr;                  /* AdamW (β 0.9/0.999, no weight decay, clip 1) */
+    int warmup;                 /* linear warmup steps, then constant */
+    double tau;                 /* temperature; the loss carries τ² */
+    double mtp_weight;          /* weight of the MTP head's KL (its router trains); 0: not distilled */
+    bool train_bias;            /* adapt e_score_correction_bias by the balancing rule */
+    double bias_rate;           /* ... its step */
+    int eval_every;             /* held-out KL every N steps (0: before and after only) */
+    uint64_t seed;              /* window order */
+    bool force;                 /* replace out_dir */
+    const char *dump_dir;       /* oracle dump of step 0 (tests), or NULL */
+} dm_heal_opts;
+
+typedef struct dm_heal_eval {
+    int step;
+    double kl;                  /* mean held-out KL(teacher ‖ student), τ = 1, main head */
+    int64_t n;
+    double kl_group[DM_EVAL_MAX_GROUPS];   /* per source of the held-out cache */
+    int64_t n_group[DM_EVAL_MAX_GROUPS];
+} dm_heal_eval;
+
+typedef struct dm_heal_result {
+    dm_heal_eval *evals;        /* [n_evals] in step order; evals[best] was kept */
+    int n_evals, best;
+    int steps_done;
+    int64_t trainable_params, total_params, tokens;
+    double train_loss_last, train_seconds;
+} dm_heal_result;
+
+/* Distills the student's router gates toward the teacher caches and writes
+ * out_dir (atomically) with the best evaluated gates (the last ones without
+ * held-out data). */
+int dm_heal_router(const dm_heal_opts *o, dm_heal_result *r, dm_err *err);
+void dm_heal_result_free(dm_heal_result *r);
 
 #endif

@@ -16,6 +16,7 @@ typedef struct t_param {
     dm_tensor_spec spec;       /* name, role, shape */
     size_t off, n;             /* offset and count in the flat buffers */
     int64_t t;                 /* AdamW updates applied to it */
+    bool frozen;               /* never updated, no gradient view (Router-KD freezes all but the gates) */
 } t_param;
 
 /* One allocation per purpose, as llm.c does: weights, grads, Adam m and v. */
@@ -57,6 +58,9 @@ typedef struct t_weights {
 
 /* Binds views of `base` (ps->w or ps->g) for config c. */
 void t_weights_bind(t_weights *tw, const t_params *ps, const dm_config *c, float *base);
+/* Gradient views of ps->g in which frozen tensors are NULL, so every
+ * backward skips their (weight-gradient) products. */
+void t_weights_bind_grads(t_weights *tw, const t_params *ps, const dm_config *c);
 void t_weights_free(t_weights *tw);
 
 /* ---- activations ---------------------------------------------------------- */
@@ -129,6 +133,43 @@ void t_model_free(t_model *tm);
  * accumulates every gradient into tm->ps.g (zeroed by the caller) and counts
  * the expert loads. */
 void t_step(t_model *tm, const int32_t *w, dm_stage_mode mode, t_step_losses *out);
+
+/* ---- Router-KD (kd_loss.c, tmodel.c) ------------------------------------------------ */
+
+/* KL(p ‖ q) of one position, p the teacher's cached distribution — its top k
+ * tokens ids[k] with log-probabilities logp[k] plus an "other" bucket of
+ * log-mass other_logp (-inf: none) — and q = softmax(z/τ) over the student
+ * logits z[V], the other bucket being q's mass outside ids. At τ != 1 the
+ * teacher is p_i ∝ exp(logp_i/τ) over the k + 1 buckets. Returns the KL in
+ * nats; with dz, writes dz = scale·τ²·∂KL/∂z = scale·τ·(q - p̃), where p̃ is
+ * p on the support and spreads p_other over the rest in proportion to q. */
+double t_kd_row(const float *z, int V, const int32_t *ids, const float *logp, float other_logp, int k, double tau,
+                float scale, float *dz);
+
+/* The teacher's targets of one KD step. Main-head row r = b·T + i has the
+ * cached distribution at position pos[r] (-1: none, e.g. padding); the MTP
+ * row b·(T-1) + i (predicting token i+2) uses pos[b·T + i + 1]. */
+typedef struct t_kd_batch {
+    const int64_t *pos;        /* [B·T] */
+    int top_k;
+    const int32_t *top_id;     /* [positions][top_k] */
+    const float *logp;         /* [positions][top_k] */
+    const float *other_logp;   /* [positions] */
+    double tau;
+    double mtp_weight;         /* 0: the MTP head is not distilled */
+    double *row_kl;            /* [B·T] per main row KL (NaN where pos < 0), or NULL */
+} t_kd_batch;
+
+typedef struct t_kd_losses {
+    double loss;               /* τ²·(mean main KL + mtp_weight · mean MTP KL): what the gradient is of */
+    double kl_main, kl_mtp;    /* sums of the row KLs */
+    int64_t n_main, n_mtp;     /* rows with a target */
+} t_kd_losses;
+
+/* One Router-KD step: the forward in sparse mode (attention as served),
+ * KL heads, and (backward) the gradients of loss into the unfrozen tensors.
+ * The model must have MoE layers. */
+void t_step_kd(t_model *tm, const int32_t *w, const t_kd_batch *kd, bool backward, t_kd_losses *out);
 
 /* ---- blocks (forward/backward pairs) ------------------------------------------- */
 
