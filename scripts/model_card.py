@@ -262,9 +262,9 @@ def main():
         w("")
         if plot_routing(routing, os.path.join(m, "routing.png")):
             w("![expert usage per domain](routing.png)\n")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     reap = load(os.path.join(e, "reap.json"), {})
     if reap.get("students"):
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from reap_table import table
         w("## Expert pruning (REAP and baselines)\n")
         w("`scripts/reap_results.sh`: calibrate on the train split (the model's true gate unless noted), "
@@ -272,6 +272,26 @@ def main():
           "plans remove the same share from every MoE layer, the MTP layer included; non-uniform plans keep "
           "the same total by water-filling on saliency.\n")
         w(table(reap) + "\n")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    for title, name, cmd in (("Loop rate: teacher vs REAP-pruned, and sampler guardrails", "loops",
+                              "scripts/loops_study.sh"),
+                             ("Router-KD healing", "heal", "scripts/heal_study.sh")):
+        notes = os.path.join(e, f"{name}_notes.md")
+        study = load(os.path.join(e, f"{name}.json"), {})
+        if not os.path.exists(notes) and not study:
+            continue
+        w(f"## {title}\n")
+        w(f"Made by `{cmd}`; numbers in `eval/{name}.json`.\n")
+        if os.path.exists(notes):
+            w(open(notes, encoding="utf-8").read().strip() + "\n")
+        if study.get("summaries"):
+            from loops_tables import rates_table, source_table, compare_table
+            w(rates_table(study["summaries"]) + "\n")
+            w(source_table(study["summaries"], "loop") + "\n")
+            w(compare_table(study["compare"], "loop") + "\n")
+            w(compare_table(study["compare"], "fail") + "\n")
+        if os.path.exists(os.path.join(m, f"{name}.svg")):
+            w(f"![{name}]({name}.svg)\n")
     samples = os.path.join(e, "samples.txt")
     if os.path.exists(samples):
         w("## Samples\n")

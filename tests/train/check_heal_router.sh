@@ -165,7 +165,9 @@ dm prune "$S/t8" --plan "$S/u.plan.json" --any-model --out "$S/s8"
 expect_fail "fp8 student" "heal before quantizing" "$S/s8" --teacher "$S/t8" --data "$S/kd.jsonl" --ctx 24 --out "$S/x8"
 [ ! -e "$S/x8" ] || fail "a failed heal left its output"
 expect_fail "existing --out" "exists" "$S/su" "${COMMON[@]}" --steps 1 --out "$S/h"
-dm init "$S/tv" --preset small --seed 3 >/dev/null
+$PY -c 'import json,sys; c=json.load(open(sys.argv[1])); c["vocab_size"]=448; json.dump(c, open(sys.argv[2], "w"))' \
+    "$S/t/config.json" "$S/v448.json"
+dm init "$S/tv" --config "$S/v448.json" --dtype bf16 --seed 3 >/dev/null
 expect_fail "other vocabulary" "vocabulary\|tokenizer\|other data" "$S/su" --teacher "$S/tv" --data "$S/kd.jsonl" \
     --ctx 24 --out "$S/xv"
 echo "check_heal_router: ok"

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""loops_tables — markdown tables of the loop study (scripts/loops_study.sh's study.json):
+rates with Wilson 95% intervals per model and sampler (overall and per source), and the
+comparisons (difference with Newcombe's interval, two-proportion z and p, McNemar's paired p).
+Standard library only.  usage: loops_tables.py STUDY.json [STUDY2.json ...]"""
+import json
+import sys
+
+METRICS = ("loop", "fail", "runaway", "eos")
+
+
+def cell(r):
+    return f"{100 * r['rate']:.1f} [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]"
+
+
+def pval(p):
+    return f"{p:.2g}" if p >= 1e-4 else "<1e-4"
+
+
+def rates_table(summaries):
+    out = ["| model / sampler | n | loop % | fail % | runaway % | EOS % | distinct-4 | median len |",
+           "|---|---|---|---|---|---|---|---|"]
+    for name, s in summaries.items():
+        t = s["total"]
+        out.append(f"| {name} | {t['n']} | " + " | ".join(cell(t[m]) for m in METRICS) +
+                   f" | {t['distinct4_mean']:.3f} | {t['len_median']:.0f} |")
+    return "\n".join(out)
+
+
+def source_table(summaries, metric):
+    srcs = sorted({k for s in summaries.values() for k in s["sources"]})
+    out = [f"| model / sampler | " + " | ".join(f"{x} {metric} %" for x in srcs) + " |",
+           "|---|" + "---|" * len(srcs)]
+    for name, s in summaries.items():
+        out.append(f"| {name} | " + " | ".join(cell(s["sources"][x][metric]) if x in s["sources"] else "-"
+                                              for x in srcs) + " |")
+    return "\n".join(out)
+
+
+def compare_table(compare, metric):
+    out = [f"| A → B | {metric} A % | {metric} B % | B − A (pts) [95% CI] | z | p | McNemar p |",
+           "|---|---|---|---|---|---|---|"]
+    for name, c in compare.items():
+        r = c["total"][metric]
+        mc = r.get("mcnemar")
+        out.append(f"| {name.replace('--', ' → ')} | {100 * r['p1']:.1f} | {100 * r['p2']:.1f} | "
+                   f"{100 * r['diff']:+.1f} [{100 * r['diff_lo']:+.1f}, {100 * r['diff_hi']:+.1f}] | "
+                   f"{r['z']:+.2f} | {pval(r['p'])} | {pval(mc['p']) if mc else '-'} |")
+    return "\n".join(out)
+
+
+def main(paths):
+    for path in paths:
+        d = json.load(open(path))
+        print(f"### {path}\n")
+        print(rates_table(d["summaries"]) + "\n")
+        print(source_table(d["summaries"], "loop") + "\n")
+        print(compare_table(d["compare"], "loop") + "\n")
+        print(compare_table(d["compare"], "fail") + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
