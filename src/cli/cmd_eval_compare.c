@@ -176,13 +176,16 @@ static const char *const head = "  %-14s %7s %7s %7s %16s %7s %9s   %s\n";
 int cmd_eval_compare(int argc, char **argv)
 {
     bool json = false;
+    int first = 0;
     const cli_opt opts[] = {
         { "--json", NULL, CLI_FLAG, &json, NULL, "print the comparison as JSON" },
+        { "--n", NULL, CLI_INT, &first, "N",
+          "only the first N prompts (by index) of each run: what a smaller eval would have said" },
     };
     const cli_spec spec = { "eval compare", "A.jsonl B.jsonl",
                             "Compares two eval loops runs (A reference, B candidate): B - A per rate, Newcombe 95% CI, "
                             "z-test p, McNemar when paired, and the n needed.",
-                            opts, 1, 2, 2 };
+                            opts, (int)(sizeof opts / sizeof opts[0]), 2, 2 };
     const char *pos[2];
     int n_pos, rc = cli_parse(&spec, argc, argv, pos, &n_pos);
     if (rc != CLI_PARSED)
@@ -193,7 +196,12 @@ int cmd_eval_compare(int argc, char **argv)
     memset(&A, 0, sizeof A), memset(&B, 0, sizeof B);
     dm_loop_agg_init(&aa), dm_loop_agg_init(&ab);
     rc = DM_EXIT_FAIL;
-    if (loops_run_read(pos[0], &A, &err) || loops_run_read(pos[1], &B, &err) || loops_run_agg(&A, &aa, &err) ||
+    if (first < 0) {
+        fprintf(stderr, "demolish eval compare: --n must be >= 0\n");
+        return DM_EXIT_USAGE;
+    }
+    if (loops_run_read(pos[0], &A, &err) || loops_run_read(pos[1], &B, &err) ||
+        (loops_run_keep_first(&A, first), loops_run_keep_first(&B, first), loops_run_agg(&A, &aa, &err)) ||
         loops_run_agg(&B, &ab, &err) || (aa.total.n == 0 && dm_errorf(&err, "%s holds no generations", pos[0])) ||
         (ab.total.n == 0 && dm_errorf(&err, "%s holds no generations", pos[1]))) {
         cli_fail(&err);

@@ -290,6 +290,22 @@ void loops_run_free(loops_run *run)
     memset(run, 0, sizeof *run);
 }
 
+void loops_run_keep_first(loops_run *run, int64_t n)
+{
+    if (n <= 0)
+        return;
+    int64_t kept = 0;
+    for (int64_t k = 0; k < run->n; k++) {
+        if (run->rec[k].i < n) {
+            run->rec[kept++] = run->rec[k];
+            continue;
+        }
+        free(run->rec[k].id);
+        free(run->rec[k].source);
+    }
+    run->n = kept;
+}
+
 /* Linear: run files are read once per command, and records come in index
  * order, so the common lookup (the last index) is checked first. */
 const loops_rec *loops_run_find(const loops_run *run, int64_t i)

@@ -66,6 +66,8 @@ char *loops_rec_line(const loops_rec *r, const int32_t *tokens, int64_t n_tokens
  * line, or a prompt index seen twice. */
 int loops_run_read(const char *path, loops_run *run, dm_err *err);
 void loops_run_free(loops_run *run);
+/* Drops every record of prompt index >= n (n <= 0: keeps all). */
+void loops_run_keep_first(loops_run *run, int64_t n);
 /* The record of prompt index i, or NULL. */
 const loops_rec *loops_run_find(const loops_run *run, int64_t i);
 /* Aggregates every record (overall and per source) and finishes the quantiles. */

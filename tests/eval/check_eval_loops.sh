@@ -10,6 +10,7 @@
 #   - the numbers printed by loops --json, compare --json and report --json
 #     match eval_loops_ref.py, which recomputes every detector flag from the
 #     token ids and every statistic with scipy (tolerance 1e-9);
+#   - compare --n N equals the oracle on files cut to the first N prompts;
 #   - compare warns when the runs had other token caps or detectors;
 #   - generate accepts --guardrail / --hesitation-* and refuses a bad preset;
 #   - report writes the markdown table and a well-formed SVG.
@@ -104,6 +105,11 @@ dm eval compare "$S/a.jsonl" "$S/b.jsonl" --json >"$S/ab.json"
 $PY "$HERE/eval_loops_ref.py" compare "$S/ab.json" "$S/a.jsonl" "$S/b.jsonl"
 dm eval compare "$S/a.jsonl" "$S/c.jsonl" --json >"$S/ac.json"
 $PY "$HERE/eval_loops_ref.py" compare "$S/ac.json" "$S/a.jsonl" "$S/c.jsonl"
+# --n 5: what the first 5 prompts alone say (the oracle reads files cut to them)
+dm eval compare "$S/a.jsonl" "$S/b.jsonl" --n 5 --json >"$S/ab5.json"
+head -n 6 "$S/a.jsonl" >"$S/a5.jsonl"
+head -n 6 "$S/b.jsonl" >"$S/b5.jsonl"
+$PY "$HERE/eval_loops_ref.py" compare "$S/ab5.json" "$S/a5.jsonl" "$S/b5.jsonl"
 dm eval compare "$S/a.jsonl" "$S/b.jsonl" >"$S/ab.txt"
 grep -q "sample size guidance" "$S/ab.txt" || fail "compare text lacks the guidance"
 
