@@ -19,13 +19,14 @@ STEPS=${STEPS:-200}
 mkdir -p "$R"
 declare -A LR=([paper]=5e-5 [strong]=1e-3)
 students=()
-for pct in 25 50; do
-  for s in paper strong; do
+for s in strong paper; do
+  for pct in 25 50; do
     out=$R/reap$pct-$s
     if [ ! -d "$out" ]; then
       "$BIN" heal router "$REAP/reap-$pct" --teacher "$TEACHER" --data data/corpus:train --max-tokens 262144 \
         --heldout data/corpus:test --heldout-max-tokens 32768 --cache "$R/kd-train.kl" --heldout-cache "$R/held.kl" \
-        --steps "$STEPS" --batch 8 --lr "${LR[$s]}" --topk 20 --eval-every 50 --out "$out" --json >"$out.heal.json"
+        --steps "$STEPS" --batch 8 --lr "${LR[$s]}" --topk 20 --eval-every 50 --out "$out" ${THREADS:+-t $THREADS} \
+        --json >"$out.heal.json"
     fi
     students+=("$out")
   done

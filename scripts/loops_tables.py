@@ -9,6 +9,21 @@ import sys
 METRICS = ("loop", "fail", "runaway", "eos")
 
 
+MODEL_ORDER = ("teacher", "reap25", "heal25", "reap50", "heal50")
+SAMPLER_ORDER = ("raw", "gentle", "strong", "hesitation")
+
+
+def order(name):
+    """Sort key of a run name "<model>-<sampler>": models, then samplers, in study order."""
+    m, _, s = name.partition("-")
+    return (MODEL_ORDER.index(m) if m in MODEL_ORDER else 99, SAMPLER_ORDER.index(s) if s in SAMPLER_ORDER else 99,
+            name)
+
+
+def ordered(d):
+    return {k: d[k] for k in sorted(d, key=order)}
+
+
 def cell(r):
     return f"{100 * r['rate']:.1f} [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}]"
 
@@ -53,8 +68,8 @@ def main(paths):
     for path in paths:
         d = json.load(open(path))
         print(f"### {path}\n")
-        print(rates_table(d["summaries"]) + "\n")
-        print(source_table(d["summaries"], "loop") + "\n")
+        print(rates_table(ordered(d["summaries"])) + "\n")
+        print(source_table(ordered(d["summaries"]), "loop") + "\n")
         print(compare_table(d["compare"], "loop") + "\n")
         print(compare_table(d["compare"], "fail") + "\n")
 

@@ -285,9 +285,9 @@ def main():
         if os.path.exists(notes):
             w(open(notes, encoding="utf-8").read().strip() + "\n")
         if study.get("summaries"):
-            from loops_tables import rates_table, source_table, compare_table
-            w(rates_table(study["summaries"]) + "\n")
-            w(source_table(study["summaries"], "loop") + "\n")
+            from loops_tables import rates_table, source_table, compare_table, ordered
+            w(rates_table(ordered(study["summaries"])) + "\n")
+            w(source_table(ordered(study["summaries"]), "loop") + "\n")
             w(compare_table(study["compare"], "loop") + "\n")
             w(compare_table(study["compare"], "fail") + "\n")
         if os.path.exists(os.path.join(m, f"{name}.svg")):
