@@ -9,6 +9,7 @@
 # source. Writes RUNS/<student>-<setting>/ (the healed models), RUNS/*.heal.json
 # and RUNS/kl.json.
 #   usage: scripts/heal_study.sh [RUNS_DIR]   (default runs/heal)
+#   env: SETTINGS="strong paper", STEPS (200), THREADS
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=./build/demolish
@@ -19,7 +20,7 @@ STEPS=${STEPS:-200}
 mkdir -p "$R"
 declare -A LR=([paper]=5e-5 [strong]=1e-3)
 students=()
-for s in strong paper; do
+for s in ${SETTINGS:-strong paper}; do
   for pct in 25 50; do
     out=$R/reap$pct-$s
     if [ ! -d "$out" ]; then

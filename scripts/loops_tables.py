@@ -42,6 +42,18 @@ def rates_table(summaries):
     return "\n".join(out)
 
 
+def termination_table(summaries):
+    """EOS, runaway, </think> closed and restarted, per run (the reasoning-only phase)."""
+    out = ["| model / sampler | n | EOS % | runaway % | </think> closed % | think restart % | loop % | median len |",
+           "|---|---|---|---|---|---|---|---|"]
+    for name, s in summaries.items():
+        t = s["total"]
+        out.append(f"| {name} | {t['n']} | " + " | ".join(cell(t[m]) for m in
+                                                        ("eos", "runaway", "think_closed", "think_restart", "loop")) +
+                   f" | {t['len_median']:.0f} |")
+    return "\n".join(out)
+
+
 def source_table(summaries, metric):
     srcs = sorted({k for s in summaries.values() for k in s["sources"]})
     out = [f"| model / sampler | " + " | ".join(f"{x} {metric} %" for x in srcs) + " |",
@@ -76,3 +88,39 @@ def main(paths):
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+def plot(summaries, path, title="loop rate (%), Wilson 95% intervals"):
+    """Grouped bars: the loop rate of every model (groups) under every sampler (bars), with
+    interval whiskers. Needs matplotlib (Debian python3-matplotlib); returns False without it."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    models = [m for m in MODEL_ORDER if any(k.startswith(m + "-") for k in summaries)]
+    samplers = [s for s in SAMPLER_ORDER if any(k.endswith("-" + s) for k in summaries)]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(models), 3.4))
+    w = 0.8 / max(len(samplers), 1)
+    for j, s in enumerate(samplers):
+        xs, ys, lo, hi = [], [], [], []
+        for i, m in enumerate(models):
+            r = summaries.get(f"{m}-{s}")
+            if not r:
+                continue
+            t = r["total"]["loop"]
+            xs.append(i + (j - (len(samplers) - 1) / 2) * w)
+            ys.append(100 * t["rate"])
+            lo.append(100 * (t["rate"] - t["lo"]))
+            hi.append(100 * (t["hi"] - t["rate"]))
+        ax.bar(xs, ys, w, yerr=[lo, hi], capsize=2, label=s)
+    ax.set_xticks(range(len(models)))
+    ax.set_xticklabels(models)
+    ax.set_ylabel("loop %")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, ncol=len(samplers))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

@@ -290,8 +290,15 @@ def main():
             w(source_table(ordered(study["summaries"]), "loop") + "\n")
             w(compare_table(study["compare"], "loop") + "\n")
             w(compare_table(study["compare"], "fail") + "\n")
-        if os.path.exists(os.path.join(m, f"{name}.svg")):
-            w(f"![{name}]({name}.svg)\n")
+        term = load(os.path.join(e, f"{name}_reasoning.json"), {})
+        if term.get("summaries"):
+            from loops_tables import termination_table, ordered
+            w("Reasoning prompts only (700), token cap 512:\n")
+            w(termination_table(ordered(term["summaries"])) + "\n")
+        if study.get("summaries"):
+            from loops_tables import plot
+            if plot(study["summaries"], os.path.join(m, f"{name}.png")):
+                w(f"![loop rate per model and sampler]({name}.png)\n")
     samples = os.path.join(e, "samples.txt")
     if os.path.exists(samples):
         w("## Samples\n")
