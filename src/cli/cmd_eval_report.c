@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_RUNS 16
+#define MAX_RUNS 64
 
 /* Columns of the markdown table, by metric name. */
 static const char *const md_rates[] = { "loop", "fail", "runaway", "eos", "think_closed", "think_restart" };
