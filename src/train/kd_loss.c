@@ -60,13 +60,18 @@ double t_kd_row(const float *z, int V, const int32_t *ids, const float *logp, fl
     const double lse = mx + log(sum);
     memcpy(sorted, ids, (size_t)k * sizeof *sorted);
     qsort(sorted, (size_t)k, sizeof *sorted, cmp_i32);
-    double q_o = 0;
+    double q_o = 0;   /* with dz, q_j is kept there for the gradient (one exp per token, not two) */
     for (int j = 0, s = 0; j < V; j++) {
         if (s < k && sorted[s] == j) {
             s++;
+            if (dz)
+                dz[j] = 0;   /* set below */
             continue;
         }
-        q_o += exp(z[j] / tau - lse);
+        const double q = exp(z[j] / tau - lse);
+        q_o += q;
+        if (dz)
+            dz[j] = (float)q;
     }
 
     double kl = 0;
@@ -81,7 +86,7 @@ double t_kd_row(const float *z, int V, const int32_t *ids, const float *logp, fl
     /* dz = scale·τ·(q − p̃): off the support q_j (1 − p_o/q_o), on it q_j − p_j */
     const double g = (double)scale * tau, off = q_o > 0 ? 1.0 - p_o / q_o : 1.0;
     for (int j = 0; j < V; j++)
-        dz[j] = (float)(g * exp(z[j] / tau - lse) * off);
+        dz[j] = (float)(g * dz[j] * off);   /* support entries are overwritten below */
     for (int i = 0; i < k; i++) {
         const int32_t j = ids[i];
         dz[j] = (float)(g * (exp(z[j] / tau - lse) - exp(lp[i])));
